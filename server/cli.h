@@ -1,0 +1,51 @@
+/*
+ * Private to server/: the command-line interface. Each subcommand is one
+ * function `int cv_cmd_<name>(int argc, char **argv)` returning the process
+ * exit status: 0 success, 1 failure, 2 usage error (unknown option, missing
+ * or unexpected argument; the message names it).
+ */
+#ifndef CASEVAULT_SERVER_CLI_H
+#define CASEVAULT_SERVER_CLI_H
+
+#include <stddef.h>
+
+#include "casevault/status.h"
+
+#define CV_EXIT_OK    0
+#define CV_EXIT_FAIL  1
+#define CV_EXIT_USAGE 2
+
+struct cli_opt {
+    const char *name;   /* long name without "--" */
+    int has_arg;        /* 1: takes a value (--name V or --name=V); 0: a flag */
+    const char **value; /* where the (last) value goes, for has_arg */
+    int *flag;          /* set to 1 when given, for !has_arg */
+    void (*each)(const char *value, void *arg); /* optional: called for every occurrence */
+    void *arg;
+};
+
+/*
+ * cli_parse - parse argv[1..argc-1] (argv[0] is the subcommand name used in
+ * messages) against opts (terminated by a {NULL} entry). Positional
+ * arguments are collected into pos[maxpos]; *npos receives their count.
+ * Returns CV_EXIT_OK or CV_EXIT_USAGE (message on stderr naming the option).
+ */
+int cli_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts, const char **pos,
+              int maxpos, int *npos);
+
+/* cli_fail - print "casevault CMD: WHAT: <status message>" on stderr; returns CV_EXIT_FAIL. */
+int cli_fail(const char *cmd, const char *what, cv_status st);
+
+/* cli_usage - print "casevault CMD: MSG" and a hint on stderr; returns CV_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *msg);
+
+int cv_cmd_init(int argc, char **argv);
+int cv_cmd_serve(int argc, char **argv);
+int cv_cmd_token(int argc, char **argv);
+int cv_cmd_help(int argc, char **argv);
+int cv_cmd_version(int argc, char **argv);
+
+/* cv_help_text - the full usage text, including every config key. */
+void cv_help_print(void);
+
+#endif

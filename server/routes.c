@@ -1,0 +1,22 @@
+/*
+ * server/routes: the one static route table: method, path pattern, roles
+ * allowed, body handling and handler. Handlers live one file per resource
+ * (routes_<resource>.c).
+ */
+#include "router.h"
+#include "routes.h"
+
+#define STAFF_READ (CV_ROLE_REVIEWER | CV_ROLE_AUDITOR)
+
+const struct cv_route cv_routes[] = {
+    {"GET", "/healthz", 0, CV_BODY_NONE, cv_route_healthz, NULL, NULL, NULL},
+    {"GET", "/readyz", 0, CV_BODY_NONE, cv_route_readyz, NULL, NULL, NULL},
+    {"GET", "/metrics", 0, CV_BODY_NONE, cv_route_metrics, NULL, NULL, NULL},
+    {"GET", "/v1/whoami", CV_ROLE_STAFF | CV_ROLE_APPLICANT, CV_BODY_NONE, cv_route_whoami, NULL,
+     NULL, NULL},
+    {"GET", "/v1/tokens", CV_ROLE_ADMIN, CV_BODY_NONE, cv_route_tokens_list, NULL, NULL, NULL},
+    {"POST", "/v1/tokens", CV_ROLE_ADMIN, CV_BODY_JSON, cv_route_tokens_create, NULL, NULL, NULL},
+    {"DELETE", "/v1/tokens/{token_id}", CV_ROLE_ADMIN, CV_BODY_NONE, cv_route_tokens_revoke, NULL,
+     NULL, NULL},
+};
+const size_t cv_routes_count = sizeof cv_routes / sizeof cv_routes[0];

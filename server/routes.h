@@ -1,0 +1,20 @@
+/*
+ * Private to server/: every route handler, grouped by resource file.
+ */
+#ifndef CASEVAULT_SERVER_ROUTES_H
+#define CASEVAULT_SERVER_ROUTES_H
+
+#include "http.h"
+
+/* routes_health.c: liveness, readiness, Prometheus metrics (no auth). */
+void cv_route_healthz(struct cv_request *req);
+void cv_route_readyz(struct cv_request *req);
+void cv_route_metrics(struct cv_request *req);
+
+/* routes_tokens.c: operator tokens (admin), whoami (any token). */
+void cv_route_whoami(struct cv_request *req);
+void cv_route_tokens_list(struct cv_request *req);
+void cv_route_tokens_create(struct cv_request *req);
+void cv_route_tokens_revoke(struct cv_request *req);
+
+#endif

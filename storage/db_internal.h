@@ -1,0 +1,33 @@
+/*
+ * Private to storage/: raw SQLite access for the storage modules. Nothing
+ * outside storage/ includes this file.
+ */
+#ifndef CASEVAULT_DB_INTERNAL_H
+#define CASEVAULT_DB_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "casevault/db.h"
+
+/* The writer connection; only valid between cv_db_begin and commit/rollback
+ * on the calling thread. */
+sqlite3 *cv_db_writer(struct cv_db *db);
+
+/* Borrow a reader connection (blocks while all are in use); give it back
+ * with cv_db_reader_put. Never returns NULL. */
+sqlite3 *cv_db_reader_get(struct cv_db *db);
+void cv_db_reader_put(struct cv_db *db, sqlite3 *conn);
+
+/* Map an SQLite result code to a cv_status (BUSY/LOCKED -> CV_E_DB_BUSY). */
+cv_status cv_db_status(int sqlite_rc);
+
+/* Embedded migrations (generated from schemas/sql by scripts/embed_sql.py). */
+struct cv_migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+extern const struct cv_migration cv_migrations[];
+extern const unsigned cv_migrations_count;
+
+#endif
