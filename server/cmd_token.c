@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "casevault/audit.h"
 #include "casevault/datadir.h"
 #include "casevault/db.h"
 #include "casevault/token.h"
@@ -53,6 +54,16 @@ static int token_create(int argc, char **argv)
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
         st = cv_token_create(dd->db, dd->kr, role, name, NULL, 0, text, id);
+        json_t *details = json_pack("{s:s}", "role", role_s);
+        struct cv_audit_event ev = {.action = "token.create",
+                                    .actor_id = "cli",
+                                    .actor_role = "operator",
+                                    .object_id = id,
+                                    .client = "cli",
+                                    .details = details};
+        if (st == CV_OK)
+            st = cv_audit_append(dd->db, &ev, NULL);
+        json_decref(details);
         if (st == CV_OK)
             st = cv_db_commit(dd->db);
         else
@@ -128,6 +139,13 @@ static int token_revoke(int argc, char **argv)
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
         st = cv_token_revoke(dd->db, id);
+        struct cv_audit_event ev = {.action = "token.revoke",
+                                    .actor_id = "cli",
+                                    .actor_role = "operator",
+                                    .object_id = id,
+                                    .client = "cli"};
+        if (st == CV_OK)
+            st = cv_audit_append(dd->db, &ev, NULL);
         if (st == CV_OK)
             st = cv_db_commit(dd->db);
         else

@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include "casevault/audit.h"
 #include "casevault/db.h"
 #include "routes.h"
 
@@ -74,6 +75,18 @@ void cv_route_tokens_create(struct cv_request *req)
         goto out;
     }
     st = cv_token_create(dd->db, dd->kr, role, name, NULL, 0, text, id);
+    if (st == CV_OK) {
+        json_t *details = json_pack("{s:s}", "role", cv_role_str(role));
+        struct cv_audit_event ev = {.action = "token.create",
+                                    .actor_id = req->who.token_id,
+                                    .actor_role = cv_role_str(req->who.role),
+                                    .object_id = id,
+                                    .request_id = req->id,
+                                    .client = req->client,
+                                    .details = details};
+        st = cv_audit_append(dd->db, &ev, NULL);
+        json_decref(details);
+    }
     if (st != CV_OK) {
         cv_db_rollback(dd->db);
         if (st == CV_E_ARG) {
@@ -111,6 +124,14 @@ void cv_route_tokens_revoke(struct cv_request *req)
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
         st = cv_token_revoke(dd->db, id);
+        struct cv_audit_event ev = {.action = "token.revoke",
+                                    .actor_id = req->who.token_id,
+                                    .actor_role = cv_role_str(req->who.role),
+                                    .object_id = id,
+                                    .request_id = req->id,
+                                    .client = req->client};
+        if (st == CV_OK)
+            st = cv_audit_append(dd->db, &ev, NULL);
         if (st == CV_OK)
             st = cv_db_commit(dd->db);
         else

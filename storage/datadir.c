@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "casevault/audit.h"
 #include "casevault/datadir.h"
 #include "casevault/db.h"
 #include "casevault/keyring.h"
@@ -113,6 +114,10 @@ cv_status cv_datadir_init(const char *root)
         (rc = cv_db_meta_set(db, "created_at", now)) != CV_OK)
         goto out;
     if ((rc = cv_keyring_init_dir(dd.keys, db)) != CV_OK)
+        goto out;
+    struct cv_audit_event ev = {
+        .action = "instance.init", .actor_id = "system", .actor_role = "system", .object_id = id};
+    if ((rc = cv_audit_append(db, &ev, NULL)) != CV_OK)
         goto out;
     in_tx = 0;
     if ((rc = cv_db_commit(db)) != CV_OK)

@@ -92,7 +92,7 @@ static int user_version(sqlite3 *c)
 
 int cv_db_latest_version(void)
 {
-    return (int)cv_migrations_count;
+    return cv_migrations_count ? cv_migrations[cv_migrations_count - 1].version : 0;
 }
 
 int cv_db_schema_version(struct cv_db *db)
@@ -112,12 +112,14 @@ static cv_status migrate_to(struct cv_db *db, int target)
         return rc;
     sqlite3 *c = db->writer;
     int v = user_version(c);
-    if (v < 0 || v > (int)cv_migrations_count) {
+    if (v < 0 || v > cv_db_latest_version()) {
         /* A newer casevault wrote this file: refuse rather than guess. */
         rc = CV_E_DB;
         goto out;
     }
-    for (int i = v; i < target; i++) {
+    for (unsigned i = 0; i < cv_migrations_count; i++) {
+        if (cv_migrations[i].version <= v || cv_migrations[i].version > target)
+            continue;
         src = sqlite3_exec(c, cv_migrations[i].sql, NULL, NULL, NULL);
         if (src != SQLITE_OK) {
             rc = cv_db_status(src);
@@ -141,7 +143,7 @@ out:
 
 cv_status cv_db_migrate(struct cv_db *db)
 {
-    return migrate_to(db, (int)cv_migrations_count);
+    return migrate_to(db, cv_db_latest_version());
 }
 
 static cv_status db_open(const char *path, unsigned readers, int create, int version,
@@ -197,12 +199,12 @@ out:
 
 cv_status cv_db_open(const char *path, unsigned readers, int create, struct cv_db **out)
 {
-    return db_open(path, readers, create, (int)cv_migrations_count, out);
+    return db_open(path, readers, create, cv_db_latest_version(), out);
 }
 
 cv_status cv_db_open_at_version(const char *path, int version, struct cv_db **out)
 {
-    if (version < 0 || version > (int)cv_migrations_count)
+    if (version < 0 || version > cv_db_latest_version())
         return CV_E_ARG;
     return db_open(path, 1, 1, version, out);
 }
