@@ -121,3 +121,19 @@ def test_bad_listen_address_fails(tmp_path):
     p = run_cli("serve", "--data", str(tmp_path / "d"), "--listen", "nonsense", timeout=30)
     assert p.returncode == 1
     assert "invalid listen address" in p.stderr
+
+
+def test_readme_lists_every_config_key():
+    readme = open(os.path.join(os.path.dirname(__file__), "../../README.md"), encoding="utf-8").read()
+    h = run_cli("help").stdout
+    section = None
+    keys = []
+    for line in h.splitlines():
+        s = line.strip()
+        if s.startswith("[") and s.endswith("]"):
+            section = s[1:-1]
+        elif section and "default" in s and line.startswith("    "):
+            keys.append(f"{section}.{s.split()[0]}")
+    assert len(keys) >= 20
+    missing = [k for k in keys if f"`{k}`" not in readme]
+    assert not missing, missing
