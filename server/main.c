@@ -3,6 +3,7 @@
  * (umask 077, no core dumps, not dumpable, libsodium initialised before any
  * thread) and dispatches.
  */
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -60,6 +61,14 @@ int cv_cmd_version(int argc, char **argv)
     return CV_EXIT_OK;
 }
 
+/* Names in archives and filenames are UTF-8 whatever the environment says:
+ * LC_CTYPE is C.UTF-8 (built into glibc >= 2.35); everything else stays "C". */
+static void set_locale(void)
+{
+    if (setlocale(LC_CTYPE, "C.UTF-8") == NULL)
+        setlocale(LC_CTYPE, "C.utf8");
+}
+
 static void harden(void)
 {
     struct rlimit rl = {0, 0};
@@ -71,6 +80,7 @@ static void harden(void)
 int main(int argc, char **argv)
 {
     harden();
+    set_locale();
     if (sodium_init() < 0) {
         fprintf(stderr, "casevault: libsodium failed to initialise\n");
         return CV_EXIT_FAIL;
