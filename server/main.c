@@ -30,6 +30,15 @@ static const struct {
      "      print a new operator token on stdout (shown once)\n"
      "  casevault token list --data DIR [--all]\n"
      "  casevault token revoke --data DIR --id TOKEN_ID"},
+    {"accounts", cv_cmd_accounts,
+     "accounts import --data DIR FILE.jsonl\n"
+     "      upsert real-name records, one JSON object per line (idempotent)"},
+#ifdef CV_TEST_HOOKS
+    /* TEST-ONLY (debug builds): insert a document row without an upload. */
+    {"_test-document-add", cv_cmd_test_document_add,
+     "_test-document-add --data DIR --case ID --kind KIND\n"
+     "      TEST-ONLY (debug builds): add a document row as an upload would"},
+#endif
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };
