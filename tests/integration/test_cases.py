@@ -563,3 +563,40 @@ def test_no_pii_in_database_logs_or_audit(server_factory, tmp_path):
         assert v not in logs, v
         assert v not in entries, v
     assert "case.view" in entries and "case.identity_check" in entries
+
+
+# ---- the JSON Schemas in schemas/ describe what the server accepts ----
+
+SCHEMAS = os.path.join(os.path.dirname(__file__), "..", "..", "schemas")
+
+
+def load_schema(name):
+    with open(os.path.join(SCHEMAS, name), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def test_schemas_match_the_server(env):
+    rec = load_schema("real-name-record.schema.json")
+    assert rec["additionalProperties"] is False
+    assert set(rec["properties"]) == set(personal_record()) | set(enterprise_record()) | {
+        "primary_account_id"}
+    for prop in rec["properties"]:  # every schema member is known to the server
+        body = personal_record("schema-p")
+        body.setdefault(prop, None)
+        r = env.s.request("PUT", "/v1/accounts/schema-p", env.admin, json=body)
+        assert r.status_code in (200, 201), (prop, r.text)
+    for req in rec["required"]:
+        body = personal_record("schema-q")
+        del body[req]
+        r = env.s.request("PUT", "/v1/accounts/schema-q", env.admin, json=body)
+        if req == "account_id":  # PUT takes it from the path
+            assert r.status_code == 201
+        else:
+            assert assert_problem(r, 400, "invalid_field")["field"] == req
+    cc = load_schema("case-create.schema.json")
+    assert set(cc["properties"]) == set(enterprise_case()) | {"uscc"}
+    for req in cc["required"]:
+        body = personal_case(**{req: None})
+        assert assert_problem(env.create(body), 400, "invalid_field")["field"] == req
+    dec = load_schema("case-decision.schema.json")
+    assert set(dec["properties"]) == {"decision", "reason", "kinds"}
