@@ -470,8 +470,9 @@ void cv_route_cases_decide(struct cv_request *req)
     }
     struct cv_case_actor actor = actor_of(req);
     if ((st = cv_db_begin(dd->db)) == CV_OK) {
+        int64_t reopen = cv_now_ms() + (int64_t)req->srv->cfg.case_token_ttl_s * 1000;
         st = cv_case_decide(dd->db, dd->kr, id, decision, reason, kinds, req->srv->cfg.four_eyes,
-                            &actor, &to);
+                            reopen, &actor, &to);
         if (st == CV_OK)
             st = cv_db_commit(dd->db);
         else
@@ -514,7 +515,8 @@ void cv_route_cases_close(struct cv_request *req)
             cv_db_rollback(dd->db);
     }
     if (st == CV_E_INVALID_TRANSITION) {
-        cv_reply_problem(req, st, NULL, "only an approved or rejected case can be closed");
+        cv_reply_problem(req, st, NULL,
+                         "only an approved, rejected or needs_resubmission case can be closed");
         return;
     }
     if (st != CV_OK) {

@@ -14,7 +14,7 @@
  *        submitted | approval_pending --cv_case_decide(reject)--> rejected
  *        submitted | approval_pending --cv_case_decide(resubmit)--> needs_resubmission
  *        needs_resubmission --cv_case_submit--> submitted
- *        approved | rejected --cv_case_close--> closed
+ *        approved | rejected | needs_resubmission --cv_case_close--> closed
  *
  * 2. Every transition is an UPDATE guarded by the expected old status and
  *    appends its audit entry in the caller's transaction; a refused
@@ -118,6 +118,7 @@ static const struct {
     {CV_CASE_APPROVAL_PENDING, EV_RESUBMIT, CV_CASE_NEEDS_RESUBMISSION},
     {CV_CASE_APPROVED, EV_CLOSE, CV_CASE_CLOSED},
     {CV_CASE_REJECTED, EV_CLOSE, CV_CASE_CLOSED},
+    {CV_CASE_NEEDS_RESUBMISSION, EV_CLOSE, CV_CASE_CLOSED},
     {CV_CASE_DRAFT, EV_EXPIRE, CV_CASE_CLOSED},
 };
 
@@ -1039,7 +1040,7 @@ static const char *decision_str(enum cv_decision d)
 
 cv_status cv_case_decide(struct cv_db *db, struct cv_keyring *kr, const char *case_id,
                          enum cv_decision decision, const char *reason, const char *kinds,
-                         int four_eyes, const struct cv_case_actor *actor,
+                         int four_eyes, int64_t reopen_until_ms, const struct cv_case_actor *actor,
                          enum cv_case_status *new_status)
 {
     cv_status rc;
@@ -1105,6 +1106,28 @@ cv_status cv_case_decide(struct cv_db *db, struct cv_keyring *kr, const char *ca
                                 cv_case_status_str(c.status), "to", cv_case_status_str(to));
     if (klist[0])
         json_object_set_new(details, "kinds", json_string(klist));
+    if (decision == CV_DECISION_RESUBMIT && reopen_until_ms > 0) {
+        sqlite3_finalize(st);
+        st = NULL;
+        rc = CV_E_DB;
+        if (sqlite3_prepare_v2(cv_db_writer(db),
+                               "UPDATE tokens SET expires_at=MAX(expires_at, ?) WHERE case_id=? "
+                               "AND role='applicant' AND revoked_at IS NULL AND expires_at IS NOT "
+                               "NULL",
+                               -1, &st, NULL) != SQLITE_OK) {
+            json_decref(details);
+            goto out;
+        }
+        sqlite3_bind_int64(st, 1, reopen_until_ms);
+        sqlite3_bind_text(st, 2, case_id, -1, SQLITE_STATIC);
+        if ((rc = step_done(st)) != CV_OK) {
+            json_decref(details);
+            goto out;
+        }
+        char until[CV_TIME_LEN + 1];
+        cv_time_format(reopen_until_ms, until);
+        json_object_set_new(details, "token_expires_at", json_string(until));
+    }
     if (ev == EV_APPROVE_FIRST)
         json_object_set_new(details, "four_eyes", json_string("first_approval"));
     else if (ev == EV_APPROVE && c.first_approver[0])

@@ -259,18 +259,22 @@ enum cv_decision {
  *     sets the account's mfa_bound to false and appends mfa.unbind.
  *   reject: submitted | approval_pending -> rejected.
  *   resubmit: submitted | approval_pending -> needs_resubmission, reopening
- *     uploads for `kinds` (comma list, each required by the case).
+ *     uploads for `kinds` (comma list, each required by the case). The
+ *     case's applicant tokens that are not revoked are extended to expire
+ *     no earlier than reopen_until_ms (ms since the epoch; 0 = leave them),
+ *     so the applicant can still upload after a long review.
  * reason (UTF-8, sealed) is required for reject and resubmit.
  * Out: *new_status. Errors: CV_E_NOT_FOUND, CV_E_INVALID_TRANSITION,
  * CV_E_INVALID_FIELD (reason or kinds), CV_E_DB, CV_E_CRYPTO.
  */
 cv_status cv_case_decide(struct cv_db *db, struct cv_keyring *kr, const char *case_id,
                          enum cv_decision decision, const char *reason, const char *kinds,
-                         int four_eyes, const struct cv_case_actor *actor,
+                         int four_eyes, int64_t reopen_until_ms, const struct cv_case_actor *actor,
                          enum cv_case_status *new_status);
 
 /*
- * cv_case_close - approved | rejected -> closed (case.close).
+ * cv_case_close - approved | rejected | needs_resubmission (abandoned by the
+ * applicant) -> closed (case.close).
  * Errors: CV_E_NOT_FOUND, CV_E_INVALID_TRANSITION, CV_E_DB.
  */
 cv_status cv_case_close(struct cv_db *db, const char *case_id, const struct cv_case_actor *actor);

@@ -358,6 +358,25 @@ def test_case_token_expires(server_factory):
     assert r.json()["status"] == "closed"
 
 
+def test_resubmission_extends_the_case_token(server_factory):
+    needs_test_hooks()
+    s = server_factory(args=["--set", "cases.token_ttl=2"])
+    env = Env(s)
+    env.seed()
+    c = env.open(personal_case())
+    env.add_doc(c["id"], "id_in_hand")
+    assert s.request("POST", f"/v1/cases/{c['id']}/submit", c["token"]).status_code == 200
+    time.sleep(2.2)
+    assert_problem(s.get(f"/v1/cases/{c['id']}", c["token"]), 401, "unauthorized")
+    r = env.decide(c["id"], env.reviewer, decision="resubmit", reason="blurred",
+                   kinds=["id_in_hand"])
+    assert r.status_code == 200, r.text
+    # the applicant can upload again with the token shown once at creation
+    assert s.get(f"/v1/cases/{c['id']}", c["token"]).json()["status"] == "needs_resubmission"
+    # and a reviewer may close a case the applicant abandoned
+    assert s.request("POST", f"/v1/cases/{c['id']}/close", env.reviewer).status_code == 200
+
+
 # ---- lifecycles ----
 
 def test_personal_lifecycle(env):

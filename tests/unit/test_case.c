@@ -219,7 +219,8 @@ static cv_status decide(struct fx *f, const char *id, enum cv_decision d, const 
 {
     enum cv_case_status t = 0;
     assert_int_equal(cv_db_begin(f->dd->db), CV_OK);
-    cv_status st = cv_case_decide(f->dd->db, f->dd->kr, id, d, reason, kinds, four_eyes, who, &t);
+    cv_status st =
+        cv_case_decide(f->dd->db, f->dd->kr, id, d, reason, kinds, four_eyes, 0, who, &t);
     if (st == CV_OK)
         assert_int_equal(cv_db_commit(f->dd->db), CV_OK);
     else
@@ -607,10 +608,18 @@ static void test_four_eyes_reject_and_resubmit(void **state)
     assert_int_equal(to, CV_CASE_REJECTED);
     assert_int_equal(account_mfa_bound(f, "e1"), 1);
     assert_int_equal(close_case(f, id), CV_OK);
-    /* closed: the account may open a new case */
+    /* closed: the account may open a new case; one abandoned in
+     * needs_resubmission can be closed by a reviewer */
     char id2[CV_ULID_LEN + 1];
     assert_int_equal(open_case(f, a, &p, id2, NULL), CV_OK);
     cv_case_application_free(a);
+    assert_int_equal(add_doc(f, id2, CV_KIND_ID_IN_HAND, NULL), CV_OK);
+    assert_int_equal(add_doc(f, id2, CV_KIND_BUSINESS_LICENSE, NULL), CV_OK);
+    assert_int_equal(submit(f, id2, missing), CV_OK);
+    assert_int_equal(decide(f, id2, CV_DECISION_RESUBMIT, "why", "id_in_hand", 1, &rev_a, &to),
+                     CV_OK);
+    assert_int_equal(close_case(f, id2), CV_OK);
+    assert_int_equal(status_of(f, id2), CV_CASE_CLOSED);
 }
 
 static void test_expired_draft_is_closed(void **state)
