@@ -42,6 +42,10 @@ int cli_usage(const char *cmd, const char *msg);
 int cv_cmd_init(int argc, char **argv);
 int cv_cmd_serve(int argc, char **argv);
 int cv_cmd_token(int argc, char **argv);
+int cv_cmd_accounts(int argc, char **argv);
+#ifdef CV_TEST_HOOKS
+int cv_cmd_test_document_add(int argc, char **argv);
+#endif
 int cv_cmd_help(int argc, char **argv);
 int cv_cmd_version(int argc, char **argv);
 

@@ -4,12 +4,15 @@
  * thread) and dispatches.
  */
 #include <locale.h>
+#include <malloc.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "casevault/config.h"
@@ -31,6 +34,15 @@ static const struct {
      "      print a new operator token on stdout (shown once)\n"
      "  casevault token list --data DIR [--all]\n"
      "  casevault token revoke --data DIR --id TOKEN_ID"},
+    {"accounts", cv_cmd_accounts,
+     "accounts import --data DIR FILE.jsonl\n"
+     "      upsert real-name records, one JSON object per line (idempotent)"},
+#ifdef CV_TEST_HOOKS
+    /* TEST-ONLY (debug builds): insert a document row without an upload. */
+    {"_test-document-add", cv_cmd_test_document_add,
+     "_test-document-add --data DIR --case ID --kind KIND\n"
+     "      TEST-ONLY (debug builds): add a document row as an upload would"},
+#endif
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };
@@ -69,6 +81,21 @@ static void set_locale(void)
         setlocale(LC_CTYPE, "C.utf8");
 }
 
+/* jansson holds copies of request bodies (real-name records, case
+ * applications): wipe every block it frees. */
+static void *json_alloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void json_wipe_free(void *p)
+{
+    if (p != NULL) {
+        sodium_memzero(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
 static void harden(void)
 {
     struct rlimit rl = {0, 0};
@@ -81,6 +108,7 @@ int main(int argc, char **argv)
 {
     harden();
     set_locale();
+    json_set_alloc_funcs(json_alloc, json_wipe_free);
     if (sodium_init() < 0) {
         fprintf(stderr, "casevault: libsodium failed to initialise\n");
         return CV_EXIT_FAIL;

@@ -18,5 +18,17 @@ const struct cv_route cv_routes[] = {
     {"POST", "/v1/tokens", CV_ROLE_ADMIN, CV_BODY_JSON, cv_route_tokens_create, NULL, NULL, NULL},
     {"DELETE", "/v1/tokens/{token_id}", CV_ROLE_ADMIN, CV_BODY_NONE, cv_route_tokens_revoke, NULL,
      NULL, NULL},
+    {"PUT", "/v1/accounts/{account_id}", CV_ROLE_ADMIN, CV_BODY_JSON, cv_route_accounts_put, NULL,
+     NULL, NULL},
+    {"POST", "/v1/cases", 0, CV_BODY_JSON, cv_route_cases_create, NULL, NULL, NULL},
+    {"GET", "/v1/cases", STAFF_READ, CV_BODY_NONE, cv_route_cases_list, NULL, NULL, NULL},
+    {"GET", "/v1/cases/{id}", STAFF_READ | CV_ROLE_APPLICANT, CV_BODY_NONE, cv_route_cases_get,
+     NULL, NULL, NULL},
+    {"POST", "/v1/cases/{id}/submit", CV_ROLE_APPLICANT, CV_BODY_NONE, cv_route_cases_submit, NULL,
+     NULL, NULL},
+    {"POST", "/v1/cases/{id}/decision", CV_ROLE_REVIEWER, CV_BODY_JSON, cv_route_cases_decide, NULL,
+     NULL, NULL},
+    {"POST", "/v1/cases/{id}/close", CV_ROLE_REVIEWER, CV_BODY_NONE, cv_route_cases_close, NULL,
+     NULL, NULL},
 };
 const size_t cv_routes_count = sizeof cv_routes / sizeof cv_routes[0];

@@ -17,4 +17,15 @@ void cv_route_tokens_list(struct cv_request *req);
 void cv_route_tokens_create(struct cv_request *req);
 void cv_route_tokens_revoke(struct cv_request *req);
 
+/* routes_accounts.c: real-name records (admin). */
+void cv_route_accounts_put(struct cv_request *req);
+
+/* routes_cases.c: cases (creation unauthenticated; applicant; reviewer/auditor). */
+void cv_route_cases_create(struct cv_request *req);
+void cv_route_cases_get(struct cv_request *req);
+void cv_route_cases_list(struct cv_request *req);
+void cv_route_cases_submit(struct cv_request *req);
+void cv_route_cases_decide(struct cv_request *req);
+void cv_route_cases_close(struct cv_request *req);
+
 #endif
