@@ -18,5 +18,13 @@ const struct cv_route cv_routes[] = {
     {"POST", "/v1/tokens", CV_ROLE_ADMIN, CV_BODY_JSON, cv_route_tokens_create, NULL, NULL, NULL},
     {"DELETE", "/v1/tokens/{token_id}", CV_ROLE_ADMIN, CV_BODY_NONE, cv_route_tokens_revoke, NULL,
      NULL, NULL},
+    {"GET", "/v1/audit/checkpoint", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_audit_checkpoint, NULL,
+     NULL, NULL},
+    {"GET", "/v1/audit/proof/inclusion", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_audit_inclusion,
+     NULL, NULL, NULL},
+    {"GET", "/v1/audit/proof/consistency", CV_ROLE_AUDITOR, CV_BODY_NONE,
+     cv_route_audit_consistency, NULL, NULL, NULL},
+    {"GET", "/v1/audit/entries", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_audit_entries, NULL, NULL,
+     NULL},
 };
 const size_t cv_routes_count = sizeof cv_routes / sizeof cv_routes[0];

@@ -17,4 +17,10 @@ void cv_route_tokens_list(struct cv_request *req);
 void cv_route_tokens_create(struct cv_request *req);
 void cv_route_tokens_revoke(struct cv_request *req);
 
+/* routes_audit.c: checkpoints, proofs and entries of the audit log (auditor). */
+void cv_route_audit_checkpoint(struct cv_request *req);
+void cv_route_audit_inclusion(struct cv_request *req);
+void cv_route_audit_consistency(struct cv_request *req);
+void cv_route_audit_entries(struct cv_request *req);
+
 #endif
