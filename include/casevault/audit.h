@@ -193,12 +193,11 @@ struct cv_audit_report {
 
 /*
  * cv_audit_verify - in one read snapshot, recompute every leaf hash from
- * the stored entry text (and check it is canonical JSON naming its own
- * seq), every stored subtree hash, and for every stored checkpoint (any
- * origin) its signature under pk (key name = its origin) and its root
- * against the recomputed tree. Stops at the first problem. Out: *rep is
- * filled in on success AND on CV_E_AUDIT_MISMATCH (it is the report).
- * Errors: CV_E_AUDIT_MISMATCH, CV_E_DB, CV_E_NOMEM.
+ * the stored entry text (and check that it ends with its own "seq" and a
+ * "time", as every canonical entry does), every stored subtree hash, and for every stored
+ * checkpoint (any origin) its signature under pk (key name = its origin) and its root against the
+ * recomputed tree. Stops at the first problem. Out: *rep is filled in on success AND on
+ * CV_E_AUDIT_MISMATCH (it is the report). Errors: CV_E_AUDIT_MISMATCH, CV_E_DB, CV_E_NOMEM.
  */
 cv_status cv_audit_verify(struct cv_db *db, const uint8_t pk[32], struct cv_audit_report *rep);
 
