@@ -8,6 +8,8 @@ signed-note signatures with the `cryptography` package's Ed25519."""
 import base64
 import hashlib
 import json
+import os
+import re
 import sqlite3
 import time
 
@@ -121,6 +123,36 @@ def open_checkpoint(note: str, vkey: str):
     return origin, size, root
 
 
+SCHEMA = json.load(open(os.path.join(os.path.dirname(__file__), "../../schemas/audit_entry.schema.json")))
+
+
+def check_entry_schema(obj):
+    """The subset of JSON Schema that schemas/audit_entry.schema.json uses."""
+    types = {"string": str, "object": dict, "null": type(None), "integer": int}
+
+    def check(value, schema, where):
+        t = schema.get("type")
+        if t:
+            allowed = t if isinstance(t, list) else [t]
+            assert any(isinstance(value, types[a]) and not (a == "integer" and isinstance(value, bool))
+                       for a in allowed), (where, value)
+        if isinstance(value, dict) and "properties" in schema:
+            assert set(schema["required"]) <= set(value), where
+            if schema.get("additionalProperties") is False:
+                assert set(value) <= set(schema["properties"]), (where, set(value))
+            for k, sub in schema["properties"].items():
+                if k in value:
+                    check(value[k], sub, where + "." + k)
+        if "enum" in schema:
+            assert value in schema["enum"], (where, value)
+        if "pattern" in schema:
+            assert re.search(schema["pattern"], value), (where, value)
+        if "minimum" in schema:
+            assert value >= schema["minimum"], where
+
+    check(obj, SCHEMA, "entry")
+
+
 def b(s):
     return base64.b64decode(s, validate=True)
 
@@ -162,6 +194,7 @@ def test_checkpoint_entries_and_proofs_verify_independently(server):
                                         ensure_ascii=False)
         assert set(obj) == {"action", "actor", "case_id", "client", "details", "object_id",
                             "outcome", "request_id", "seq", "time"}
+        check_entry_schema(obj)
         assert obj["seq"] == i
         leaf = leaf_hash(e["entry"].encode())
         assert b(e["leaf_hash"]) == leaf

@@ -223,6 +223,57 @@ static void test_checkpoint_text(void **state)
     free(note);
 }
 
+/* Every single-byte change of a valid signed checkpoint is refused (under
+ * ASan: and never read out of bounds), and so is every truncation. */
+static void test_mutated_notes_refused(void **state)
+{
+    (void)state;
+    uint8_t root[32], pk[32], sk[64], sig[64];
+    char body[300], vkey[CV_NOTE_VKEY_MAX];
+    size_t len = 0, tl = 0;
+    struct cv_checkpoint c;
+    memset(root, 0xab, sizeof root);
+    peter_keys(pk, sk);
+    assert_int_equal(cv_checkpoint_body("casevault/x", 77, root, body, sizeof body, &len), CV_OK);
+    crypto_sign_detached(sig, NULL, (const uint8_t *)body, len, sk);
+    char *note = NULL;
+    assert_int_equal(
+        cv_note_assemble(body, "casevault/x", cv_note_key_id("casevault/x", pk), sig, &note),
+        CV_OK);
+    assert_int_equal(cv_note_vkey("casevault/x", pk, vkey, sizeof vkey), CV_OK);
+    size_t n = strlen(note);
+    assert_int_equal(cv_checkpoint_verify(note, n, vkey, &c), CV_OK);
+    const uint8_t deltas[] = {0x01, 0x20, 0x80, 0xff};
+    for (size_t i = 0; i < n; i++) {
+        for (size_t d = 0; d < sizeof deltas; d++) {
+            char *m = malloc(n);
+            memcpy(m, note, n);
+            m[i] = (char)(m[i] ^ deltas[d]);
+            cv_status st = cv_checkpoint_verify(m, n, vkey, &c);
+            /* The only harmless change would be none at all. */
+            assert_int_equal(st, CV_E_SIGNATURE_INVALID);
+            free(m);
+        }
+    }
+    for (size_t cut = 0; cut < n; cut++) {
+        char *m = malloc(cut ? cut : 1);
+        memcpy(m, note, cut);
+        assert_int_not_equal(cv_note_verify(m, cut, vkey, &tl), CV_OK);
+        free(m);
+    }
+    /* A second, unknown signature line is ignored; 17 lines are too many. */
+    size_t cap = n + 17 * 120;
+    char *more = malloc(cap);
+    snprintf(more, cap, "%s" DASH " someone.else/key AAAAAAAAAAAAAAAA\n", note);
+    assert_int_equal(cv_checkpoint_verify(more, strlen(more), vkey, &c), CV_OK);
+    snprintf(more, cap, "%s", note);
+    for (int i = 0; i < 16; i++)
+        strcat(more, DASH " someone.else/key AAAAAAAAAAAAAAAA\n");
+    assert_int_equal(cv_checkpoint_verify(more, strlen(more), vkey, &c), CV_E_SIGNATURE_INVALID);
+    free(more);
+    free(note);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -233,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_spec_example),
         cmocka_unit_test(test_vkey_manglings_refused),
         cmocka_unit_test(test_checkpoint_text),
+        cmocka_unit_test(test_mutated_notes_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
