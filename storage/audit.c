@@ -995,10 +995,21 @@ cv_status cv_audit_verify(struct cv_db *db, const uint8_t pk[32], struct cv_audi
         }
         unsigned k = cv_merkle_stack_push(stack, leaf, completed);
         const uint8_t *sub = sqlite3_column_blob(st, 3);
-        if ((size_t)sqlite3_column_bytes(st, 3) != (size_t)k * 32 ||
-            (k > 0 && (sub == NULL || memcmp(sub, completed, (size_t)k * 32) != 0))) {
-            report(rep, 1, i, "entry %llu: its stored subtree hashes do not match the entries",
+        if ((size_t)sqlite3_column_bytes(st, 3) != (size_t)k * 32 || (k > 0 && sub == NULL)) {
+            report(rep, 1, i, "entry %llu: its stored subtree hashes are missing or malformed",
                    (unsigned long long)i);
+            goto out;
+        }
+        for (unsigned l = 1; l <= k; l++) {
+            if (memcmp(sub + (size_t)(l - 1) * 32, completed[l - 1], 32) == 0)
+                continue;
+            /* The lowest differing subtree: one of its entries was rewritten
+             * together with its leaf hash (or the stored node was). */
+            uint64_t first = i + 1 - (UINT64_C(1) << l);
+            report(rep, 1, first,
+                   "entries %llu..%llu do not match the stored hash of their subtree: an entry "
+                   "was rewritten together with its leaf hash",
+                   (unsigned long long)first, (unsigned long long)i);
             goto out;
         }
         i++;

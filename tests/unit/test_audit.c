@@ -427,6 +427,42 @@ static void test_verify_detects_wrong_seq(void **state)
     assert_non_null(strstr(rep.problem, "naming seq 2"));
 }
 
+static void test_verify_names_the_subtree_of_a_rehashed_entry(void **state)
+{
+    struct fx *f = *state;
+    struct cv_audit_report rep;
+    uint8_t pk[32], kid[8], leaf[32];
+    cv_keyring_sign_pk(f->dd->kr, pk, kid);
+    append_n(f, 7, "test.append"); /* 8 entries */
+    /* Rewrite entry 4 and its leaf hash, not the subtree rows 5 and 7. */
+    sqlite3 *c = NULL;
+    char path[300];
+    snprintf(path, sizeof path, "%s/casevault.db", f->root);
+    assert_int_equal(sqlite3_open(path, &c), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(c,
+                                  "UPDATE audit_entries SET entry = replace(entry, "
+                                  "'\"operator\"', '\"admin\"') WHERE seq = 4",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(c, "SELECT entry FROM audit_entries WHERE seq = 4", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    cv_audit_leaf_hash(sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0), leaf);
+    sqlite3_finalize(st);
+    assert_int_equal(
+        sqlite3_prepare_v2(c, "UPDATE audit_entries SET leaf_hash=? WHERE seq=4", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_blob(st, 1, leaf, 32, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(c);
+    assert_int_equal(cv_audit_verify(f->dd->db, pk, &rep), CV_E_AUDIT_MISMATCH);
+    assert_int_equal(rep.bad_index, 4);
+    assert_non_null(strstr(rep.problem, "entries 4..5"));
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -441,6 +477,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_detects_removal_and_bad_signature, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_verify_detects_wrong_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_names_the_subtree_of_a_rehashed_entry, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
