@@ -529,56 +529,55 @@ cv_status cv_audit_set_origin(struct cv_db *db, struct cv_keyring *kr, const cha
     char vkey[CV_NOTE_VKEY_MAX];
     uint8_t pk[CV_SIGN_PK_BYTES], keyid[CV_MINISIGN_KEYID];
     json_t *details = NULL;
-    cv_status rc;
+    int in_tx = 0;
+    cv_status rc = CV_E_CONFIG;
     if (origin != NULL && origin[0] != '\0') {
         if (!cv_note_name_valid(origin))
-            return CV_E_CONFIG;
+            goto out;
         snprintf(want, sizeof want, "%s", origin);
     }
     if ((rc = cv_db_begin(db)) != CV_OK)
-        return rc;
+        goto out;
+    in_tx = 1;
     sqlite3 *c = cv_db_writer(db);
     if (origin == NULL || origin[0] == '\0') {
         if ((rc = meta_get_on(c, "instance_id", id, sizeof id)) != CV_OK)
-            goto fail;
+            goto out;
         snprintf(want, sizeof want, "casevault/%s", id);
     }
     rc = meta_get_on(c, META_ORIGIN, cur, sizeof cur);
     if (rc == CV_E_NOT_FOUND) {
         /* First use: record it; the log was created under this origin. */
         if ((rc = cv_db_meta_set(db, META_ORIGIN, want)) != CV_OK)
-            goto fail;
+            goto out;
     } else if (rc != CV_OK) {
-        goto fail;
+        goto out;
     } else if (strcmp(cur, want) != 0) {
-        details = json_pack("{s:s, s:s}", "from", cur, "to", want);
+        rc = CV_E_NOMEM;
+        if ((details = json_pack("{s:s, s:s}", "from", cur, "to", want)) == NULL)
+            goto out;
         struct cv_audit_event ev = {.action = "audit.origin",
                                     .actor_id = actor_id ? actor_id : "system",
                                     .actor_role = actor_role ? actor_role : "system",
                                     .details = details};
-        if (details == NULL) {
-            rc = CV_E_NOMEM;
-            goto fail;
-        }
         if ((rc = cv_db_meta_set(db, META_ORIGIN, want)) != CV_OK ||
             (rc = cv_audit_append(db, &ev, NULL)) != CV_OK)
-            goto fail;
+            goto out;
     }
-    json_decref(details);
-    details = NULL;
+    in_tx = 0;
     if ((rc = cv_db_commit(db)) != CV_OK)
-        return rc;
+        goto out;
     cv_keyring_sign_pk(kr, pk, keyid);
-    if ((rc = cv_note_vkey(want, pk, vkey, sizeof vkey)) != CV_OK)
-        return rc;
-    if ((rc = write_vkey(keys_dir, vkey)) != CV_OK)
-        return rc;
+    if ((rc = cv_note_vkey(want, pk, vkey, sizeof vkey)) != CV_OK ||
+        (rc = write_vkey(keys_dir, vkey)) != CV_OK)
+        goto out;
     if (effective)
         memcpy(effective, want, strlen(want) + 1);
-    return CV_OK;
-fail:
+    rc = CV_OK;
+out:
+    if (in_tx)
+        cv_db_rollback(db);
     json_decref(details);
-    cv_db_rollback(db);
     return rc;
 }
 
@@ -694,59 +693,57 @@ out:
     return rc;
 }
 
+/* 1 if a checkpoint is due: none yet, or the tree grew past the latest
+ * one and that one is at least interval_ms old. */
+static cv_status due_on(sqlite3 *c, int64_t interval_ms, char origin[CV_NOTE_NAME_MAX + 1],
+                        uint64_t *size, int *due)
+{
+    struct cp_row prev;
+    cv_status rc = origin_on(c, origin);
+    if (rc == CV_OK)
+        rc = tree_size_on(c, size);
+    if (rc != CV_OK)
+        return rc;
+    rc = latest_row(c, origin, &prev, NULL);
+    if (rc == CV_E_NOT_FOUND) {
+        *due = 1;
+        return CV_OK;
+    }
+    if (rc == CV_OK)
+        *due = prev.size < *size && cv_now_ms() - prev.created_ms >= interval_ms;
+    return rc;
+}
+
 cv_status cv_audit_checkpoint_tick(struct cv_db *db, struct cv_keyring *kr, int64_t interval_ms,
                                    int *signed_new)
 {
     char origin[CV_NOTE_NAME_MAX + 1];
-    struct cp_row prev;
     uint64_t size = 0;
-    int did = 0;
+    int due = 0, in_tx = 0;
     /* Cheap check on a reader first: most ticks find nothing to do. */
     sqlite3 *r = cv_db_reader_get(db);
-    cv_status rc = origin_on(r, origin);
-    if (rc == CV_OK)
-        rc = tree_size_on(r, &size);
-    if (rc == CV_OK) {
-        rc = latest_row(r, origin, &prev, NULL);
-        if (rc == CV_OK && (prev.size >= size || cv_now_ms() - prev.created_ms < interval_ms))
-            rc = CV_E_EXISTS; /* nothing to do */
-        else if (rc == CV_E_NOT_FOUND)
-            rc = CV_OK;
-    }
+    cv_status rc = due_on(r, interval_ms, origin, &size, &due);
     cv_db_reader_put(db, r);
-    if (rc == CV_E_EXISTS) {
-        if (signed_new)
-            *signed_new = 0;
-        return CV_OK;
-    }
-    if (rc != CV_OK)
-        return rc;
-    /* Re-read everything inside the write transaction (another process may
-     * have signed or appended meanwhile). */
+    if (rc != CV_OK || !due)
+        goto out;
+    /* Decide again inside the write transaction: another process may have
+     * signed or appended meanwhile. */
     if ((rc = cv_db_begin(db)) != CV_OK)
-        return rc;
-    sqlite3 *c = cv_db_writer(db);
-    if ((rc = origin_on(c, origin)) != CV_OK || (rc = tree_size_on(c, &size)) != CV_OK)
-        goto fail;
-    rc = latest_row(c, origin, &prev, NULL);
-    if (rc == CV_OK && (prev.size >= size || cv_now_ms() - prev.created_ms < interval_ms)) {
-        cv_db_rollback(db);
-        if (signed_new)
-            *signed_new = 0;
-        return CV_OK;
-    }
-    if (rc != CV_OK && rc != CV_E_NOT_FOUND)
-        goto fail;
+        goto out;
+    in_tx = 1;
+    if ((rc = due_on(cv_db_writer(db), interval_ms, origin, &size, &due)) != CV_OK || !due)
+        goto out;
     if ((rc = sign_in_tx(db, kr, origin, size, NULL)) != CV_OK)
-        goto fail;
-    did = 1;
+        goto out;
+    in_tx = 0;
     if ((rc = cv_db_commit(db)) != CV_OK)
-        return rc;
-    if (signed_new)
-        *signed_new = did;
-    return CV_OK;
-fail:
-    cv_db_rollback(db);
+        goto out;
+    rc = CV_OK;
+out:
+    if (in_tx)
+        cv_db_rollback(db);
+    if (rc == CV_OK && signed_new)
+        *signed_new = due;
     return rc;
 }
 
@@ -784,29 +781,32 @@ cv_status cv_audit_checkpoint_at(struct cv_db *db, struct cv_keyring *kr, uint64
     char origin[CV_NOTE_NAME_MAX + 1];
     uint64_t tree = 0;
     char *n = NULL;
+    int in_tx = 0;
     cv_status rc = cv_db_begin(db);
     if (rc != CV_OK)
-        return rc;
+        goto out;
+    in_tx = 1;
     sqlite3 *c = cv_db_writer(db);
     if ((rc = origin_on(c, origin)) != CV_OK || (rc = tree_size_on(c, &tree)) != CV_OK)
-        goto fail;
-    if (size > tree) {
-        rc = CV_E_RANGE;
-        goto fail;
-    }
+        goto out;
+    rc = CV_E_RANGE;
+    if (size > tree)
+        goto out;
     rc = stored_at(c, origin, size, &n);
     if (rc == CV_E_NOT_FOUND)
         rc = sign_in_tx(db, kr, origin, size, &n);
     if (rc != CV_OK)
-        goto fail;
-    if ((rc = cv_db_commit(db)) != CV_OK) {
-        free(n);
-        return rc;
-    }
+        goto out;
+    in_tx = 0;
+    if ((rc = cv_db_commit(db)) != CV_OK)
+        goto out;
     *note = n;
-    return CV_OK;
-fail:
-    cv_db_rollback(db);
+    n = NULL;
+    rc = CV_OK;
+out:
+    if (in_tx)
+        cv_db_rollback(db);
+    free(n);
     return rc;
 }
 

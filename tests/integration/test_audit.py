@@ -11,12 +11,13 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from conftest import assert_problem, run_cli
+from conftest import BIN, assert_problem, run_cli
 
 EM_DASH = "\u2014"
 
@@ -376,3 +377,34 @@ def test_cli_usage_errors(tmp_path):
     run_cli("init", "--data", str(d), check=True)
     p = run_cli("audit", "checkpoint", "--data", str(d), "--size", "5")
     assert p.returncode == 1 and "beyond the tree, which has 1 entries" in p.stderr
+
+
+def test_concurrent_writers_keep_one_gapless_tree(server):
+    """CLI processes append while the server answers proofs and signs
+    checkpoints: seq stays gapless, every checkpoint stays consistent."""
+    aud = server.token("auditor")
+    vkey = open(server.data + "/keys/checkpoint.vkey").read()
+    _, size0, root0 = open_checkpoint(server.get("/v1/audit/checkpoint", token=aud).text, vkey)
+    procs = [subprocess.Popen([BIN, "token", "create", "--data", server.data, "--role", "reviewer",
+                               "--name", f"c{i}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(8)]
+    seen = []
+    deadline = time.monotonic() + 60
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        seen.append(open_checkpoint(server.get("/v1/audit/checkpoint", token=aud).text, vkey))
+        time.sleep(0.05)
+    for p in procs:
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+    time.sleep(1.2)  # one checkpoint interval
+    seen.append(open_checkpoint(server.get("/v1/audit/checkpoint", token=aud).text, vkey))
+    entries = entries_of(server, aud)
+    assert [e["seq"] for e in entries] == list(range(len(entries)))
+    leaves = [leaf_hash(e["entry"].encode()) for e in entries]
+    last = seen[-1]
+    assert last[1] == len(entries) == size0 + 8
+    for origin, size, root in seen:
+        assert mth(leaves[:size]) == root
+        p = server.get(f"/v1/audit/proof/consistency?old={size0}&new={size}", token=aud).json()
+        assert verify_consistency(size0, size, root0, root, [b(h) for h in p["proof"]])
+    v = run_cli("audit", "verify", "--data", server.data)
+    assert v.returncode == 0, v.stderr
