@@ -46,6 +46,8 @@ int cv_cmd_accounts(int argc, char **argv);
 #ifdef CV_TEST_HOOKS
 int cv_cmd_test_document_add(int argc, char **argv);
 #endif
+
+int cv_cmd_audit(int argc, char **argv);
 int cv_cmd_help(int argc, char **argv);
 int cv_cmd_version(int argc, char **argv);
 

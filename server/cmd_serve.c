@@ -10,8 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "casevault/audit.h"
 #include "casevault/config.h"
 #include "casevault/datadir.h"
+#include "checkpointer.h"
 #include "cli.h"
 #include "http.h"
 #include "log.h"
@@ -70,6 +72,9 @@ int cv_cmd_serve(int argc, char **argv)
         return cli_usage("serve", "server.db_readers must be 1..64");
     if (srv.cfg.max_connections == 0)
         return cli_usage("serve", "server.max_connections must be at least 1");
+    if (srv.cfg.audit_origin[0] && !cv_note_name_valid(srv.cfg.audit_origin))
+        return cli_usage("serve", "audit.origin must be 1-128 printable ASCII characters without "
+                                  "spaces or '+'");
 
     const char *dir = srv.cfg.data;
     if (!cv_datadir_initialized(dir)) {
@@ -101,6 +106,14 @@ int cv_cmd_serve(int argc, char **argv)
         json_object_set_new(f, "files", json_integer(swept));
         cv_log("warn", "removed staging files left by an earlier crash", f);
     }
+    /* The audit log's origin from audit.origin (audited and the verifier
+     * key rewritten when it changes). */
+    st = cv_audit_set_origin(srv.dd->db, srv.dd->kr, srv.dd->keys, srv.cfg.audit_origin, "system",
+                             "system", NULL);
+    if (st != CV_OK) {
+        rc = cli_fail("serve", "cannot set the audit origin", st);
+        goto out;
+    }
     srv.routes = cv_routes;
     srv.nroutes = cv_routes_count;
 
@@ -113,7 +126,13 @@ int cv_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    struct cv_checkpointer *cp = NULL;
+    if ((st = cv_checkpointer_start(&srv, &cp)) != CV_OK) {
+        rc = cli_fail("serve", "cannot start the checkpoint signer", st);
+        goto out;
+    }
     st = cv_http_run(&srv);
+    cv_checkpointer_stop(cp);
     rc = st == CV_OK ? CV_EXIT_OK : CV_EXIT_FAIL;
 out:
     if (lockfd >= 0)

@@ -43,6 +43,13 @@ static const struct {
      "_test-document-add --data DIR --case ID --kind KIND\n"
      "      TEST-ONLY (debug builds): add a document row as an upload would"},
 #endif
+    {"audit", cv_cmd_audit,
+     "audit verify --data DIR\n"
+     "      recompute every leaf and node of the audit log and check every signed checkpoint;\n"
+     "      exit 1 naming the first bad index\n"
+     "  casevault audit checkpoint --data DIR [--size N]\n"
+     "      print the latest signed checkpoint (signing one for the current tree if it grew),\n"
+     "      or the one for tree size N"},
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };

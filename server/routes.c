@@ -30,5 +30,13 @@ const struct cv_route cv_routes[] = {
      NULL, NULL},
     {"POST", "/v1/cases/{id}/close", CV_ROLE_REVIEWER, CV_BODY_NONE, cv_route_cases_close, NULL,
      NULL, NULL},
+    {"GET", "/v1/audit/checkpoint", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_audit_checkpoint, NULL,
+     NULL, NULL},
+    {"GET", "/v1/audit/proof/inclusion", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_audit_inclusion,
+     NULL, NULL, NULL},
+    {"GET", "/v1/audit/proof/consistency", CV_ROLE_AUDITOR, CV_BODY_NONE,
+     cv_route_audit_consistency, NULL, NULL, NULL},
+    {"GET", "/v1/audit/entries", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_audit_entries, NULL, NULL,
+     NULL},
 };
 const size_t cv_routes_count = sizeof cv_routes / sizeof cv_routes[0];

@@ -28,4 +28,10 @@ void cv_route_cases_submit(struct cv_request *req);
 void cv_route_cases_decide(struct cv_request *req);
 void cv_route_cases_close(struct cv_request *req);
 
+/* routes_audit.c: checkpoints, proofs and entries of the audit log (auditor). */
+void cv_route_audit_checkpoint(struct cv_request *req);
+void cv_route_audit_inclusion(struct cv_request *req);
+void cv_route_audit_consistency(struct cv_request *req);
+void cv_route_audit_entries(struct cv_request *req);
+
 #endif

@@ -88,6 +88,7 @@ cv_status cv_datadir_init(const char *root)
     cv_status rc = CV_E_IO;
     struct cv_datadir dd;
     struct cv_db *db = NULL;
+    struct cv_keyring *kr = NULL;
     char id[CV_ULID_LEN + 1];
     char now[CV_TIME_LEN + 1];
     int in_tx = 0;
@@ -122,12 +123,18 @@ cv_status cv_datadir_init(const char *root)
     in_tx = 0;
     if ((rc = cv_db_commit(db)) != CV_OK)
         goto out;
+    /* The log's origin (default casevault/<instance id>) and its verifier
+     * key keys/checkpoint.vkey; the server re-sets it from audit.origin. */
+    if ((rc = cv_keyring_open(dd.keys, db, &kr)) != CV_OK ||
+        (rc = cv_audit_set_origin(db, kr, dd.keys, NULL, "system", "system", NULL)) != CV_OK)
+        goto out;
     if ((rc = cv_fsync_dir(dd.root)) != CV_OK)
         goto out;
     rc = CV_OK;
 out:
     if (in_tx)
         cv_db_rollback(db);
+    cv_keyring_free(kr);
     cv_db_free(db);
     return rc;
 }
