@@ -661,8 +661,7 @@ static void test_rotation_under_reads(void **state)
         assert_int_equal(get_check(fresh->bs, blobs[i].id, blobs[i].size, 65536), CV_OK);
     /* Derived keys survive rotation (the root key is re-wrapped, not new). */
     assert_int_equal(
-        cv_keyring_keyed_hash(fresh->kr, CV_KEY_BLIND, "t", "13800138000", 11, blind_after),
-        CV_OK);
+        cv_keyring_keyed_hash(fresh->kr, CV_KEY_BLIND, "t", "13800138000", 11, blind_after), CV_OK);
     assert_memory_equal(blind_before, blind_after, 32);
     cv_datadir_free(fresh);
 }
