@@ -42,6 +42,9 @@ int cli_usage(const char *cmd, const char *msg);
 int cv_cmd_init(int argc, char **argv);
 int cv_cmd_serve(int argc, char **argv);
 int cv_cmd_token(int argc, char **argv);
+int cv_cmd_blob(int argc, char **argv);
+int cv_cmd_keys(int argc, char **argv);
+int cv_cmd_fsck(int argc, char **argv);
 int cv_cmd_help(int argc, char **argv);
 int cv_cmd_version(int argc, char **argv);
 
