@@ -662,7 +662,7 @@ static cv_status switch_active(struct cv_keyring *kr, const char *new_id,
                            NULL) != SQLITE_OK)
         goto out;
     for (size_t i = 0; i < n; i++) {
-        snprintf(ad, sizeof ad, "root/%s", rows[i].purpose);
+        snprintf(ad, sizeof ad, "root/%.31s", rows[i].purpose);
         if ((rc = cv_keyring_rewrap(kr, ad, rows[i].kek, rows[i].wrapped, new_id,
                                     rows[i].wrapped)) != CV_OK)
             goto out;
