@@ -50,10 +50,12 @@ static double median(double *v, int n)
 }
 
 static uint8_t src[1 << 20];
+static double ph[4]; /* last put: stream, finish (fsync), commit (rename), row */
 
 static int put_blob(struct cv_datadir *dd, uint64_t size, struct cv_blob_info *info)
 {
     struct cv_blob_writer *w = NULL;
+    double t0 = now_s(), t1, t2, t3;
     if (cv_blob_put_begin(dd->bs, &w) != CV_OK)
         return -1;
     for (uint64_t off = 0; off < size; off += PIECE) {
@@ -61,8 +63,13 @@ static int put_blob(struct cv_datadir *dd, uint64_t size, struct cv_blob_info *i
         if (cv_blob_put_write(w, src + (off % sizeof src), n) != CV_OK)
             goto fail;
     }
-    if (cv_blob_put_finish(w, info) != CV_OK || cv_blob_put_commit(w) != CV_OK)
+    t1 = now_s();
+    if (cv_blob_put_finish(w, info) != CV_OK)
         goto fail;
+    t2 = now_s();
+    if (cv_blob_put_commit(w) != CV_OK)
+        goto fail;
+    t3 = now_s();
     if (cv_db_begin(dd->db) != CV_OK)
         goto fail;
     if (cv_blob_record(dd->bs, info) != CV_OK) {
@@ -72,6 +79,10 @@ static int put_blob(struct cv_datadir *dd, uint64_t size, struct cv_blob_info *i
     if (cv_db_commit(dd->db) != CV_OK)
         goto fail;
     cv_blob_put_done(w);
+    ph[0] = t1 - t0;
+    ph[1] = t2 - t1;
+    ph[2] = t3 - t2;
+    ph[3] = now_s() - t3;
     return 0;
 fail:
     cv_blob_put_abort(w);
@@ -260,6 +271,9 @@ int main(int argc, char **argv)
     printf("  put     hash+encrypt+write+fsync+rename+row   %8.0f MB/s  = %.0f%% of "
            "min(disk, crypto) (target >= 80%%)\n",
            put, 100.0 * put / bound);
+    printf("          (last put: stream %.0f ms, finish+fsync %.0f ms, rename+dir fsync %.0f ms, "
+           "row %.0f ms)\n",
+           ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3);
     printf("  get     read+decrypt+hash check (page cache)  %8.0f MB/s\n", get);
     long r10 = spawn_rss(self, root, 10ull * 1000 * 1000);
     long r1g = big ? spawn_rss(self, root, 1000ull * 1000 * 1000) : -1;
