@@ -152,6 +152,11 @@ cv_status cv_datadir_open(const char *root, unsigned readers, struct cv_datadir 
         goto out;
     if ((rc = cv_keyring_open(dd->keys, dd->db, &dd->kr)) != CV_OK)
         goto out;
+    /* An operator may have removed the (disposable) staging dir. */
+    if (mkdir(dd->tmp, 0700) != 0 && errno != EEXIST) {
+        rc = CV_E_IO;
+        goto out;
+    }
     if ((rc = cv_blobstore_open_local(dd->blobs, dd->tmp, dd->db, dd->kr, &dd->bs)) != CV_OK)
         goto out;
     *out = dd;

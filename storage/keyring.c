@@ -824,8 +824,15 @@ cv_status cv_keyring_rotate(struct cv_keyring *kr, unsigned batch, const struct 
         goto out;
     if ((rc = new_kek(kr, s.new_kek)) != CV_OK)
         goto out;
-    if ((rc = switch_active(kr, s.new_kek, who, &s)) != CV_OK)
+    if ((rc = switch_active(kr, s.new_kek, who, &s)) != CV_OK) {
+        /* Never referenced: the switch rolled back. Remove the file so a
+         * failed attempt leaves no stray key behind. */
+        char name[CV_KEY_ID_LEN + 8], path[PATH_MAX];
+        snprintf(name, sizeof name, "%s.kek", s.new_kek);
+        if (cv_path_join(path, sizeof path, kr->keys_dir, name) == CV_OK && unlink(path) == 0)
+            cv_fsync_dir(kr->keys_dir);
         goto out;
+    }
     pthread_mutex_lock(&kr->lock);
     memcpy(kr->active, s.new_kek, sizeof s.new_kek);
     pthread_mutex_unlock(&kr->lock);

@@ -271,6 +271,11 @@ int main(int argc, char **argv)
     printf("  put     hash+encrypt+write+fsync+rename+row   %8.0f MB/s  = %.0f%% of "
            "min(disk, crypto) (target >= 80%%)\n",
            put, 100.0 * put / bound);
+    double serial = 1.0 / (1.0 / cr + 1.0 / sh + 1.0 / disk);
+    printf("          work bound: serial 1/(1/crypto+1/hash+1/disk) = %.0f MB/s, spread over "
+           "%ld cores = %.0f MB/s\n",
+           serial, sysconf(_SC_NPROCESSORS_ONLN),
+           serial * (double)(sysconf(_SC_NPROCESSORS_ONLN) < 2 ? 1 : 2));
     printf("          (last put: stream %.0f ms, finish+fsync %.0f ms, rename+dir fsync %.0f ms, "
            "row %.0f ms)\n",
            ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3);
