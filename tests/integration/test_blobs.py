@@ -136,6 +136,11 @@ def test_usage_and_failure_messages(data, tmp_path):
         p = run_cli(*args)
         assert p.returncode == code, (args, p.returncode, p.stderr)
         assert msg in p.stderr, (args, p.stderr)
+    h = run_cli("help").stdout
+    for cmd in ("casevault keys rotate --data DIR [--batch N]",
+                "casevault keys rotate --data DIR --retire KEYID", "casevault fsck --data DIR",
+                "casevault blob put --data DIR FILE|-", "casevault blob get --data DIR"):
+        assert cmd in h, cmd
     active = rows(data, "SELECT value FROM meta WHERE key='active_kek'")[0][0]
     p = run_cli("keys", "rotate", "--data", str(data), "--retire", active)
     assert p.returncode == 1 and "is the active key" in p.stderr
