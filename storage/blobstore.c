@@ -682,7 +682,12 @@ cv_status cv_blob_get_open(struct cv_blobstore *bs, const char *id, struct cv_bl
     cv_status rc = cv_blob_lookup(bs, id, &info);
     if (rc != CV_OK)
         return rc;
-    return cv_blob_get_open_info(bs, &info, out);
+    rc = cv_blob_get_open_info(bs, &info, out);
+    /* A rotation may have re-wrapped the row and retired its old KEK
+     * between the lookup and the unwrap: read the row once more. */
+    if (rc == CV_E_KEY_MISSING && cv_blob_lookup(bs, id, &info) == CV_OK)
+        rc = cv_blob_get_open_info(bs, &info, out);
+    return rc;
 }
 
 /* Decrypt the next chunk into r->plain. Sets final_seen at TAG_FINAL. */

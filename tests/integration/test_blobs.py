@@ -337,6 +337,9 @@ def _rotate_live(s, data, tmp_path, files, old):
         src.write_bytes(os.urandom(100000))
         late = put(data, src).stdout.strip()
         files_late = src.read_bytes()
+        # the old key goes only once nothing references it, still while
+        # readers open the data dir (and list key files) concurrently
+        ret = run_cli("keys", "rotate", "--data", str(data), "--retire", old)
         time.sleep(0.3)
     finally:
         stop.set()
@@ -351,8 +354,6 @@ def _rotate_live(s, data, tmp_path, files, old):
     assert rows(data, "SELECT DISTINCT kek_id FROM blobs") == [(new,)]
     assert rows(data, "SELECT kek_id FROM root_keys") == [(new,)]
     assert get(data, late).stdout == files_late
-    # the old key goes only once nothing references it, while the server runs
-    ret = run_cli("keys", "rotate", "--data", str(data), "--retire", old)
     assert ret.returncode == 0, ret.stderr
     assert not os.path.exists(os.path.join(data, "keys", old + ".kek"))
     for bid, want in files.items():
