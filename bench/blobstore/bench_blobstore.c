@@ -37,6 +37,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double load_avg(void)
+{
+    double l[1] = {0};
+    return getloadavg(l, 1) == 1 ? l[0] : -1;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -51,6 +57,14 @@ static double median(double *v, int n)
 
 static uint8_t src[1 << 20];
 static double ph[4]; /* last put: stream, finish (fsync), commit (rename), row */
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
 
 static int put_blob(struct cv_datadir *dd, uint64_t size, struct cv_blob_info *info)
 {
@@ -199,7 +213,8 @@ int main(int argc, char **argv)
     const char *base = "/tmp";
     int runs = 5, big = 1;
     char work[PATH_MAX], root[PATH_MAX + 16], cmd[PATH_MAX + 32], self[PATH_MAX];
-    double put_v[MAXRUNS], get_v[MAXRUNS], dd_v[MAXRUNS], cr_v[MAXRUNS], sh_v[MAXRUNS];
+    double put_cpu[MAXRUNS], put_v[MAXRUNS], get_v[MAXRUNS], dd_v[MAXRUNS], cr_v[MAXRUNS],
+        sh_v[MAXRUNS];
     struct cv_datadir *dd = NULL;
     if (sodium_init() < 0)
         return 1;
@@ -240,12 +255,13 @@ int main(int argc, char **argv)
         dd_v[i] = dd_rate(work);
         cr_v[i] = crypto_rate();
         sh_v[i] = sha_rate();
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         if (put_blob(dd, BLOB_BYTES, &info) != 0) {
             fprintf(stderr, "put failed\n");
             return 1;
         }
         put_v[i] = (double)BLOB_BYTES / MB / (now_s() - t0);
+        put_cpu[i] = cpu_s() - c0;
         t0 = now_s();
         if (get_blob(dd, info.id, &total) != 0 || total != BLOB_BYTES) {
             fprintf(stderr, "get failed\n");
@@ -271,6 +287,10 @@ int main(int argc, char **argv)
     printf("  put     hash+encrypt+write+fsync+rename+row   %8.0f MB/s  = %.0f%% of "
            "min(disk, crypto) (target >= 80%%)\n",
            put, 100.0 * put / bound);
+    double pcpu = median(put_cpu, runs);
+    printf("          CPU time of a put: %.0f ms (user+sys, all threads) = %.0f MB per CPU "
+           "second; load average now %.1f\n",
+           pcpu * 1e3, (double)BLOB_BYTES / MB / pcpu, load_avg());
     double serial = 1.0 / (1.0 / cr + 1.0 / sh + 1.0 / disk);
     printf("          work bound: serial 1/(1/crypto+1/hash+1/disk) = %.0f MB/s, spread over "
            "%ld cores = %.0f MB/s\n",
