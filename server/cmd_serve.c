@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "casevault/audit.h"
+#include "casevault/blobstore.h"
 #include "casevault/config.h"
 #include "casevault/datadir.h"
 #include "checkpointer.h"
@@ -113,6 +114,19 @@ int cv_cmd_serve(int argc, char **argv)
     if (st != CV_OK) {
         rc = cli_fail("serve", "cannot set the audit origin", st);
         goto out;
+    }
+    /* Blob files renamed into place whose row never committed (a crash
+     * between cv_blob_put_commit and the transaction): not live puts. */
+    swept = 0;
+    st = cv_blobstore_sweep_orphans(srv.dd->bs, &swept);
+    if (st != CV_OK) {
+        rc = cli_fail("serve", "cannot sweep orphan blobs", st);
+        goto out;
+    }
+    if (swept) {
+        json_t *f = json_object();
+        json_object_set_new(f, "files", json_integer(swept));
+        cv_log("warn", "removed blob files without a row left by an earlier crash", f);
     }
     srv.routes = cv_routes;
     srv.nroutes = cv_routes_count;

@@ -50,6 +50,19 @@ static const struct {
      "  casevault audit checkpoint --data DIR [--size N]\n"
      "      print the latest signed checkpoint (signing one for the current tree if it grew),\n"
      "      or the one for tree size N"},
+    {"keys", cv_cmd_keys,
+     "keys rotate --data DIR [--batch N]\n"
+     "      new active master key; re-wrap every data key online (new key id on stdout)\n"
+     "  casevault keys rotate --data DIR --retire KEYID\n"
+     "      delete an old master key file once no row references it"},
+    {"fsck", cv_cmd_fsck,
+     "fsck --data DIR\n"
+     "      decrypt every blob, check size and SHA-256, list missing and orphan files"},
+    {"blob", cv_cmd_blob,
+     "blob put --data DIR FILE|-\n"
+     "      store a file as an encrypted blob (id on stdout)\n"
+     "  casevault blob get --data DIR [--out FILE] ID\n"
+     "      write a blob's plaintext to stdout or FILE (audited)"},
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };
