@@ -42,6 +42,7 @@ int cli_usage(const char *cmd, const char *msg);
 int cv_cmd_init(int argc, char **argv);
 int cv_cmd_serve(int argc, char **argv);
 int cv_cmd_token(int argc, char **argv);
+int cv_cmd_normalize(int argc, char **argv);
 int cv_cmd_help(int argc, char **argv);
 int cv_cmd_version(int argc, char **argv);
 

@@ -30,6 +30,9 @@ static const struct {
      "      print a new operator token on stdout (shown once)\n"
      "  casevault token list --data DIR [--all]\n"
      "  casevault token revoke --data DIR --id TOKEN_ID"},
+    {"normalize", cv_cmd_normalize,
+     "normalize --kind id_in_hand|business_license [--set intake.KEY=VALUE]... IN OUT\n"
+     "      run one image through the sandboxed decoder pool; one JSON line on stdout"},
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };
