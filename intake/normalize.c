@@ -9,8 +9,9 @@
  * the first libjpeg warning as text, so it cannot tell a truncated file
  * (JWRN_JPEG_EOF, case C02) from a harmless one (C01)); CMYK/YCCK JPEGs are
  * converted with exactly libgd's formula (Adobe APP14 = inverted inks, case
- * C04). PNG, WebP, GIF (first frame), BMP and TIFF (first page) through
- * libgd; HEIC and AVIF through libheif. Everything ends up in one 8-bit RGB
+ * C04). PNG, WebP, GIF (first frame) and BMP through libgd; TIFF (first page)
+ * through libtiff's RGBA reader (gd's TIFF paths handle Orientation 5-8
+ * inconsistently); HEIC and AVIF through libheif. Everything ends up in one 8-bit RGB
  * raster; alpha is composited onto white on the way in.
  *
  * DESIGN NOTES
@@ -40,6 +41,7 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <libheif/heif.h>
+#include <tiffio.h>
 
 #include "casevault/intake.h"
 
@@ -244,8 +246,8 @@ static cv_status decode_gd(enum cv_image_format f, const uint8_t *buf, size_t le
     case CV_IMG_WEBP: im = gdImageCreateFromWebpPtr((int)len, p); break;
     case CV_IMG_GIF: im = gdImageCreateFromGifPtr((int)len, p); break;
     case CV_IMG_BMP: im = gdImageCreateFromBmpPtr((int)len, p); break;
-    case CV_IMG_TIFF: im = gdImageCreateFromTiffPtr((int)len, p); break;
     case CV_IMG_JPEG:
+    case CV_IMG_TIFF:
     case CV_IMG_HEIF:
     case CV_IMG_AVIF:
     case CV_IMG_UNKNOWN: break;
@@ -286,6 +288,121 @@ static cv_status decode_gd(enum cv_image_format f, const uint8_t *buf, size_t le
 out:
     if (im)
         gdImageDestroy(im);
+    rgb_free(&img);
+    return rc;
+}
+
+/* ---- TIFF (libtiff's RGBA reader, first directory only) ---- */
+
+struct tmem {
+    const uint8_t *b;
+    toff_t len, pos;
+};
+
+static tmsize_t t_read(thandle_t h, void *buf, tmsize_t n)
+{
+    struct tmem *m = (struct tmem *)h;
+    if (n < 0)
+        return -1;
+    toff_t left = m->pos < m->len ? m->len - m->pos : 0;
+    toff_t k = (toff_t)n < left ? (toff_t)n : left;
+    memcpy(buf, m->b + m->pos, (size_t)k);
+    m->pos += k;
+    return (tmsize_t)k;
+}
+
+static tmsize_t t_write(thandle_t h, void *buf, tmsize_t n)
+{
+    (void)h;
+    (void)buf;
+    (void)n;
+    return -1;
+}
+
+static toff_t t_seek(thandle_t h, toff_t off, int whence)
+{
+    struct tmem *m = (struct tmem *)h;
+    toff_t base = whence == SEEK_CUR ? m->pos : whence == SEEK_END ? m->len : 0;
+    if (off > UINT64_MAX - base)
+        return (toff_t)-1;
+    m->pos = base + off;
+    return m->pos;
+}
+
+static int t_close(thandle_t h)
+{
+    (void)h;
+    return 0;
+}
+
+static toff_t t_size(thandle_t h)
+{
+    return ((struct tmem *)h)->len;
+}
+
+static int t_map(thandle_t h, void **base, toff_t *size)
+{
+    (void)h;
+    (void)base;
+    (void)size;
+    return 0; /* no mapping: libtiff reads through t_read */
+}
+
+static void t_unmap(thandle_t h, void *base, toff_t size)
+{
+    (void)h;
+    (void)base;
+    (void)size;
+}
+
+/*
+ * libtiff applies Orientation 2-4 itself when asked for ORIENTATION_TOPLEFT,
+ * and for 5-8 only the flip of 1-4 (tif_getimage.c setorientation treats
+ * LEFTTOP as TOPLEFT, RIGHTTOP as TOPRIGHT, ...). normalize() undoes that
+ * flip and then applies the full orientation, so it happens exactly once.
+ * The RGBA raster is premultiplied: compositing on white is c + 255 - a.
+ */
+static cv_status decode_tiff(const uint8_t *buf, size_t len, const struct cv_intake_limits *lim,
+                             struct rgb *out)
+{
+    cv_status rc = CV_E_IMAGE_UNDECODABLE;
+    struct tmem m = {buf, len, 0};
+    uint32_t *raster = NULL;
+    struct rgb img = {0};
+    uint32_t w = 0, h = 0;
+    TIFFSetErrorHandler(NULL);
+    TIFFSetWarningHandler(NULL);
+    TIFF *t = TIFFClientOpen("upload", "rm", (thandle_t)&m, t_read, t_write, t_seek, t_close,
+                             t_size, t_map, t_unmap);
+    if (t == NULL)
+        goto out;
+    if (!TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h))
+        goto out;
+    rc = cv_intake_check_size(w, h, lim);
+    if (rc != CV_OK)
+        goto out;
+    rc = CV_E_NOMEM;
+    raster = malloc((size_t)w * h * 4);
+    if (raster == NULL || rgb_alloc(&img, w, h) != CV_OK)
+        goto out;
+    rc = CV_E_IMAGE_UNDECODABLE;
+    if (!TIFFReadRGBAImageOriented(t, w, h, raster, ORIENTATION_TOPLEFT, 1))
+        goto out;
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        uint32_t v = raster[i];
+        unsigned a = TIFFGetA(v), add = 255 - a;
+        unsigned r = TIFFGetR(v) + add, g = TIFFGetG(v) + add, b = TIFFGetB(v) + add;
+        img.px[3 * i] = (uint8_t)(r > 255 ? 255 : r);
+        img.px[3 * i + 1] = (uint8_t)(g > 255 ? 255 : g);
+        img.px[3 * i + 2] = (uint8_t)(b > 255 ? 255 : b);
+    }
+    *out = img;
+    img.px = NULL;
+    rc = CV_OK;
+out:
+    if (t)
+        TIFFClose(t);
+    free(raster);
     rgb_free(&img);
     return rc;
 }
@@ -658,8 +775,8 @@ cv_status cv_intake_normalize(const uint8_t *buf, size_t len, const struct cv_in
     case CV_IMG_PNG:
     case CV_IMG_WEBP:
     case CV_IMG_GIF:
-    case CV_IMG_BMP:
-    case CV_IMG_TIFF: rc = decode_gd(s.format, buf, len, &img); break;
+    case CV_IMG_BMP: rc = decode_gd(s.format, buf, len, &img); break;
+    case CV_IMG_TIFF: rc = decode_tiff(buf, len, lim, &img); break;
     case CV_IMG_UNKNOWN: rc = CV_E_UNSUPPORTED_MEDIA_TYPE; break;
     }
     if (rc != CV_OK)
@@ -704,7 +821,10 @@ cv_status cv_intake_normalize(const uint8_t *buf, size_t len, const struct cv_in
         img = small;
         small.px = NULL;
     }
-    rc = orient(&img, o);
+    if (s.format == CV_IMG_TIFF && o >= 5)
+        rc = orient(&img, o - 4); /* undo libtiff's partial flip, see decode_tiff */
+    if (rc == CV_OK && !(s.format == CV_IMG_TIFF && o >= 2 && o <= 4))
+        rc = orient(&img, o);
     if (rc != CV_OK)
         goto out;
     rc = encode_jpeg(&img, &data, &dlen);

@@ -130,8 +130,10 @@ static cv_status sniff_jpeg(const uint8_t *b, size_t len, struct cv_intake_sniff
         }
         size_t seg = be16(b + p + 2);
         if (seg < 2 || p + 2 + seg > len) {
-            if (m == 0xDA && have_sof) { /* truncated scan: the decoder reports it */
-                scans++;
+            /* a cut or corrupt segment after the frame header: the decoder
+             * decides (truncation is JWRN_JPEG_EOF, other damage may decode) */
+            if (have_sof) {
+                scans += m == 0xDA;
                 break;
             }
             return CV_E_IMAGE_UNDECODABLE;
@@ -388,20 +390,65 @@ static int jpeg_orientation(const uint8_t *b, size_t len)
     return 0;
 }
 
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * ImageMagick's legacy PNG tEXt "Raw profile type exif": "\nexif\n  <len>\n"
+ * then hex digits of an "Exif\0\0"+TIFF blob. Only the first 4 KiB of the
+ * blob are decoded: IFD0 sits at its start.
+ */
+static int png_raw_profile_orientation(const uint8_t *t, size_t n)
+{
+    static const char key[] = "Raw profile type exif";
+    uint8_t blob[4096];
+    size_t k = sizeof key; /* includes the NUL separator */
+    if (n < k || memcmp(t, key, k) != 0)
+        return 0;
+    size_t p = k, lines = 0;
+    while (p < n && lines < 3) /* "\n", "exif\n", "   <len>\n" */
+        lines += t[p++] == '\n';
+    size_t m = 0;
+    int hi = -1;
+    for (; p < n && m < sizeof blob; p++) {
+        int v = hexval(t[p]);
+        if (v < 0)
+            continue;
+        if (hi < 0) {
+            hi = v;
+        } else {
+            blob[m++] = (uint8_t)(hi << 4 | v);
+            hi = -1;
+        }
+    }
+    return cv_intake_exif_orientation(blob, m);
+}
+
 static int png_orientation(const uint8_t *b, size_t len)
 {
     size_t p = 8;
+    int raw = 0;
     while (p + 12 <= len) {
         size_t n = be32(b + p);
         if (n > len - p - 12)
             break;
         if (!memcmp(b + p + 4, "eXIf", 4))
             return cv_intake_exif_orientation(b + p + 8, n);
+        if (!memcmp(b + p + 4, "tEXt", 4) && raw == 0)
+            raw = png_raw_profile_orientation(b + p + 8, n);
         if (!memcmp(b + p + 4, "IEND", 4))
             break;
         p += 12 + n;
     }
-    return 0;
+    return raw; /* a standard eXIf chunk, if any, wins */
 }
 
 static int webp_orientation(const uint8_t *b, size_t len)
