@@ -388,8 +388,13 @@ static void zygote_main(int ctl, pid_t parent, const struct cv_intake_pool_confi
         ssize_t n = read(ctl, &c, 1);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n <= 0) {
+            /* pool freed: wait for the workers it killed so none is left a zombie
+             * (SIGCHLD is ignored, so wait() returns ECHILD once all are gone) */
+            while (wait(NULL) > 0 || errno == EINTR)
+                ;
             _exit(0);
+        }
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
             (void)send_fd(ctl, -1, -1);
@@ -512,9 +517,17 @@ void cv_intake_pool_free(struct cv_intake_pool *p)
     }
     if (p->zygote > 0) {
         if (p->ctl > 0)
-            close(p->ctl);
-        kill(p->zygote, SIGKILL);
-        waitpid(p->zygote, NULL, 0);
+            close(p->ctl); /* EOF: the zygote reaps its workers and exits */
+        int exited = 0;
+        for (int i = 0; i < 200 && !exited; i++) {
+            exited = waitpid(p->zygote, NULL, WNOHANG) == p->zygote;
+            if (!exited)
+                usleep(10000);
+        }
+        if (!exited) {
+            kill(p->zygote, SIGKILL);
+            waitpid(p->zygote, NULL, 0);
+        }
         pthread_mutex_destroy(&p->mu);
         pthread_mutex_destroy(&p->ctl_mu);
         pthread_cond_destroy(&p->cv);

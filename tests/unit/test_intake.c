@@ -389,6 +389,73 @@ static void *run_job(void *arg)
     return NULL;
 }
 
+/* The status line "Key:\tvalue" of /proc/PID/status, or "" if absent. */
+static void proc_status(pid_t pid, const char *key, char *val, size_t cap)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    val[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            snprintf(val, cap, "%s", line + kl + 1);
+            val[strcspn(val, "\n")] = 0;
+            break;
+        }
+    fclose(f);
+}
+
+static void test_pool_worker_sandboxed(void **state)
+{
+    (void)state;
+    struct cv_intake_pool *p = mkpool(1, 0, 7);
+    pid_t pid;
+    assert_int_equal(cv_intake_pool_worker_pids(p, &pid, 1), 1);
+    char v[128] = "";
+    /* the worker installs its filter right after fork: wait up to 2 s */
+    for (int i = 0; i < 200; i++) {
+        proc_status(pid, "Seccomp", v, sizeof v);
+        if (strchr(v, '2'))
+            break;
+        usleep(10000);
+    }
+    assert_non_null(strchr(v, '2')); /* SECCOMP_MODE_FILTER */
+    proc_status(pid, "NoNewPrivs", v, sizeof v);
+    assert_non_null(strchr(v, '1'));
+    /* RLIMIT_CPU is decode_timeout (7 s) soft, +1 hard */
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int seen = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long soft, hard;
+        if (strncmp(line, "Max cpu time", 12) == 0 &&
+            sscanf(line + 12, "%lu %lu", &soft, &hard) == 2) {
+            assert_int_equal(soft, 7);
+            assert_int_equal(hard, 8);
+            seen |= 1;
+        }
+        if (strncmp(line, "Max open files", 14) == 0 &&
+            sscanf(line + 14, "%lu %lu", &soft, &hard) == 2) {
+            assert_int_equal(soft, 4);
+            seen |= 2;
+        }
+        if (strncmp(line, "Max address space", 17) == 0) {
+            assert_null(strstr(line, "unlimited"));
+            seen |= 4;
+        }
+    }
+    fclose(f);
+    assert_int_equal(seen, 7);
+    cv_intake_pool_free(p);
+    /* the pool's processes are gone once it is freed */
+    assert_true(kill(pid, 0) != 0); /* gone, not even a zombie */
+}
+
 static void test_pool_hang_and_busy(void **state)
 {
     (void)state;
@@ -450,7 +517,7 @@ int main(void)
         cmocka_unit_test(test_sniff_jpeg_scans),    cmocka_unit_test(test_sniff_webp_gif_bmp),
         cmocka_unit_test(test_exif_orientation),    cmocka_unit_test(test_orient_math),
         cmocka_unit_test(test_pool_crash_replaced), cmocka_unit_test(test_pool_hang_and_busy),
-        cmocka_unit_test(test_pool_bomb_fast),
+        cmocka_unit_test(test_pool_bomb_fast),      cmocka_unit_test(test_pool_worker_sandboxed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
