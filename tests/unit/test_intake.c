@@ -486,6 +486,77 @@ static void test_pool_hang_and_busy(void **state)
     free(jpg);
 }
 
+static void test_pool_hang_spares_others(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *jpg = slurp("REF-quadrant-320x240.jpg", &len);
+    if (jpg == NULL)
+        skip();
+    struct cv_intake_pool *p = mkpool(2, 4, 2);
+    pid_t pids[2];
+    assert_int_equal(cv_intake_pool_worker_pids(p, pids, 2), 2);
+    assert_int_equal(kill(pids[0], SIGSTOP), 0); /* slot 0 takes the first job */
+    struct job hung = {p, jpg, len, CV_OK, 0}, ok = {p, jpg, len, CV_E_INTERNAL, 0};
+    pthread_t t1, t2;
+    assert_int_equal(pthread_create(&t1, NULL, run_job, &hung), 0);
+    usleep(200000);
+    assert_int_equal(pthread_create(&t2, NULL, run_job, &ok), 0);
+    pthread_join(t2, NULL);
+    /* the healthy worker answered while the other one still hangs */
+    assert_int_equal(ok.rc, CV_OK);
+    assert_true(ok.secs < 1.5);
+    pthread_join(t1, NULL);
+    assert_int_equal(hung.rc, CV_E_IMAGE_UNDECODABLE);
+    for (int i = 0; i < 3; i++)
+        expect_quadrant(p, jpg, len);
+    cv_intake_pool_free(p);
+    free(jpg);
+}
+
+static void test_pool_memory_limit(void **state)
+{
+    (void)state;
+    size_t big_len, len;
+    uint8_t *big = slurp("../../corpus/large/canon-dslr.jpg", &big_len);
+    uint8_t *jpg = slurp("REF-quadrant-320x240.jpg", &len);
+    if (big == NULL || jpg == NULL) {
+        free(big);
+        free(jpg);
+        skip();
+    }
+    /* 8 MiB of headroom cannot hold the 2592x1728 raster (13 MiB) */
+    struct cv_intake_pool_config c = {1, 1, 20, 8, 32u << 20};
+    struct cv_intake_pool *p = NULL;
+    assert_int_equal(cv_intake_pool_new(&c, &p), CV_OK);
+    struct cv_intake_image img = {0};
+    assert_int_equal(cv_intake_pool_normalize(p, big, big_len, &LIM, &img), CV_E_IMAGE_UNDECODABLE);
+    expect_quadrant(p, jpg, len); /* the next job gets a fresh worker */
+    cv_intake_pool_free(p);
+    free(big);
+    free(jpg);
+}
+
+static void test_scan_bomb_refused(void **state)
+{
+    (void)state;
+    /* SOF2 64x64 followed by 101 empty progressive scans: refused before decoding */
+    static const uint8_t head[] = {0xFF, 0xD8, 0xFF, 0xC2, 0x00, 0x0B, 0x08, 0x00,
+                                   0x40, 0x00, 0x40, 0x01, 0x01, 0x11, 0x00};
+    static const uint8_t sos[] = {0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00};
+    uint8_t buf[sizeof head + 101 * sizeof sos + 2];
+    memcpy(buf, head, sizeof head);
+    for (int i = 0; i < 101; i++)
+        memcpy(buf + sizeof head + (size_t)i * sizeof sos, sos, sizeof sos);
+    buf[sizeof buf - 2] = 0xFF;
+    buf[sizeof buf - 1] = 0xD9;
+    struct cv_intake_sniffed s;
+    assert_int_equal(cv_intake_sniff(buf, sizeof buf, &s), CV_OK);
+    assert_int_equal(s.jpeg_scans, 101);
+    struct cv_intake_image img = {0};
+    assert_int_equal(cv_intake_normalize(buf, sizeof buf, &LIM, &img), CV_E_IMAGE_UNDECODABLE);
+}
+
 static void test_pool_bomb_fast(void **state)
 {
     (void)state;
@@ -513,11 +584,19 @@ static void test_pool_bomb_fast(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sniff_type),          cmocka_unit_test(test_sniff_png_and_limits),
-        cmocka_unit_test(test_sniff_jpeg_scans),    cmocka_unit_test(test_sniff_webp_gif_bmp),
-        cmocka_unit_test(test_exif_orientation),    cmocka_unit_test(test_orient_math),
-        cmocka_unit_test(test_pool_crash_replaced), cmocka_unit_test(test_pool_hang_and_busy),
-        cmocka_unit_test(test_pool_bomb_fast),      cmocka_unit_test(test_pool_worker_sandboxed),
+        cmocka_unit_test(test_sniff_type),
+        cmocka_unit_test(test_sniff_png_and_limits),
+        cmocka_unit_test(test_sniff_jpeg_scans),
+        cmocka_unit_test(test_sniff_webp_gif_bmp),
+        cmocka_unit_test(test_exif_orientation),
+        cmocka_unit_test(test_orient_math),
+        cmocka_unit_test(test_pool_crash_replaced),
+        cmocka_unit_test(test_pool_hang_and_busy),
+        cmocka_unit_test(test_pool_bomb_fast),
+        cmocka_unit_test(test_pool_worker_sandboxed),
+        cmocka_unit_test(test_pool_hang_spares_others),
+        cmocka_unit_test(test_pool_memory_limit),
+        cmocka_unit_test(test_scan_bomb_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
