@@ -28,7 +28,16 @@
  *    Reduction runs in the stored orientation (fewer pixels to rotate);
  *    the longest-side box is the same for both orientations.
  * 4. The encoder is libjpeg-turbo with JFIF APP0 only: no COM (gd always
- *    writes one), no EXIF/XMP/ICC.
+ *    writes one), no EXIF/XMP/ICC. The output is always JPEG (DESIGN §8
+ *    allows PNG for transparent sources; we flatten onto white instead, so
+ *    every document has one media type and cases C09/C10 read as black on
+ *    white).
+ * 5. Embedded ICC profiles are ignored, as libgd does: pixels are taken as
+ *    sRGB. Display-P3 and Adobe RGB photos come out slightly duller; a
+ *    conversion needs lcms2 (liblcms2-dev is not installed here).
+ * 6. Source formats: the CMYK/YCCK formula is libgd's; 16-bit PNG/TIFF are
+ *    reduced to 8 bits by the decoders; animated GIF gives its first frame,
+ *    animated WebP is refused (CV_E_UNSUPPORTED_MEDIA_TYPE).
  */
 #include <limits.h>
 #include <math.h>

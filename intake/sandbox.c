@@ -31,7 +31,10 @@
  * 5. Memory: the original is streamed to the worker in 64 KiB pieces; the
  *    worker holds the only full copy. The normalized image (a few hundred
  *    KiB) is returned in one malloc'd buffer.
- * 6. Wire format on a private AF_UNIX stream socketpair: struct wire_req +
+ * 6. If the zygote itself dies, it is not restarted (a new one would be a
+ *    fork of a process that holds keys by then): every later job fails with
+ *    CV_E_IO and the server should report itself unready.
+ * 7. Wire format on a private AF_UNIX stream socketpair: struct wire_req +
  *    len bytes, answered by struct wire_resp + len bytes. The parent
  *    accepts only intake statuses and a bounded length from a worker.
  */
@@ -46,6 +49,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -489,6 +493,10 @@ cv_status cv_intake_pool_new(const struct cv_intake_pool_config *cfg, struct cv_
     sv[1] = -1;
     p->ctl = sv[0];
     sv[0] = -1;
+    /* a wedged zygote must not block callers forever: spawn() then fails */
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(p->ctl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(p->ctl, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     for (unsigned i = 0; i < p->n; i++) {
         spawn(p, &p->slots[i]);
         if (p->slots[i].fd < 0)
