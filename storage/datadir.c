@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "casevault/audit.h"
+#include "casevault/blobstore.h"
 #include "casevault/datadir.h"
 #include "casevault/db.h"
 #include "casevault/keyring.h"
@@ -151,6 +152,8 @@ cv_status cv_datadir_open(const char *root, unsigned readers, struct cv_datadir 
         goto out;
     if ((rc = cv_keyring_open(dd->keys, dd->db, &dd->kr)) != CV_OK)
         goto out;
+    if ((rc = cv_blobstore_open_local(dd->blobs, dd->tmp, dd->db, dd->kr, &dd->bs)) != CV_OK)
+        goto out;
     *out = dd;
     dd = NULL;
     rc = CV_OK;
@@ -163,6 +166,7 @@ void cv_datadir_free(struct cv_datadir *dd)
 {
     if (dd == NULL)
         return;
+    cv_blobstore_free(dd->bs);
     cv_keyring_free(dd->kr);
     cv_db_free(dd->db);
     free(dd);
@@ -178,8 +182,13 @@ cv_status cv_datadir_sweep_tmp(struct cv_datadir *dd, unsigned *removed)
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+        /* A staging file a live put holds (flock) is not debris. */
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        int busy = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        if (!busy && unlinkat(dirfd(d), e->d_name, 0) == 0)
             n++;
+        if (fd >= 0)
+            close(fd);
     }
     closedir(d);
     if (removed)

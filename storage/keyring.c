@@ -14,6 +14,11 @@
  * 3. Derived keys: crypto_kdf_derive_from_key(subkey id = purpose, context
  *    "cvfield_", root). Rotating KEKs re-wraps the root, never changes it, so
  *    token hashes and blind indexes survive rotation.
+ * 4. Another process may rotate while this one runs (storage/keyring_rotate.c):
+ *    a KEK named by a row but not loaded is read from its file on demand
+ *    (unwrap, rewrap), and cv_keyring_refresh re-reads meta "active_kek", so
+ *    a long-lived server keeps reading old rows and wraps new keys under the
+ *    new KEK. A loaded KEK stays loaded until cv_keyring_free.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,8 +31,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
+#include "casevault/audit.h"
 #include "casevault/keyring.h"
 #include "casevault/util.h"
 #include "db_internal.h"
@@ -44,6 +51,8 @@ struct kek {
 
 struct cv_keyring {
     pthread_mutex_t lock;
+    char keys_dir[PATH_MAX];
+    struct cv_db *db;
     struct kek keks[MAX_KEKS];
     size_t nkeks;
     char active[CV_KEY_ID_LEN + 1];
@@ -271,6 +280,38 @@ static struct kek *find_kek(struct cv_keyring *kr, const char *id)
     return NULL;
 }
 
+/* The KEK with this id, loading DATA/keys/<id>.kek if needed (kr->lock held). */
+static cv_status get_kek_locked(struct cv_keyring *kr, const char *id, struct kek **out)
+{
+    char name[CV_KEY_ID_LEN + 8], path[PATH_MAX];
+    struct kek *k = find_kek(kr, id);
+    cv_status rc;
+    if (k != NULL) {
+        *out = k;
+        return CV_OK;
+    }
+    if (!valid_key_id(id))
+        return CV_E_KEY_MISSING;
+    if (kr->nkeks == MAX_KEKS)
+        return CV_E_LIMIT;
+    snprintf(name, sizeof name, "%s.kek", id);
+    if ((rc = cv_path_join(path, sizeof path, kr->keys_dir, name)) != CV_OK)
+        return rc;
+    k = &kr->keks[kr->nkeks];
+    if ((k->key = secure_alloc(CV_KEY_BYTES)) == NULL)
+        return CV_E_NOMEM;
+    if ((rc = read_key_file(path, k->key, CV_KEY_BYTES)) != CV_OK) {
+        secure_free(k->key);
+        k->key = NULL;
+        return rc;
+    }
+    sodium_mprotect_noaccess(k->key);
+    memcpy(k->id, id, CV_KEY_ID_LEN + 1);
+    kr->nkeks++;
+    *out = k;
+    return CV_OK;
+}
+
 cv_status cv_keyring_open(const char *keys_dir, struct cv_db *db, struct cv_keyring **out)
 {
     cv_status rc = CV_E_NOMEM;
@@ -282,6 +323,11 @@ cv_status cv_keyring_open(const char *keys_dir, struct cv_db *db, struct cv_keyr
     if (kr == NULL || seed == NULL)
         goto out;
     pthread_mutex_init(&kr->lock, NULL);
+    kr->db = db;
+    if (snprintf(kr->keys_dir, sizeof kr->keys_dir, "%s", keys_dir) >= (int)sizeof kr->keys_dir) {
+        rc = CV_E_LIMIT;
+        goto out;
+    }
     if ((rc = load_keks(kr, keys_dir)) != CV_OK)
         goto out;
     if ((rc = cv_db_meta_get(db, "active_kek", kr->active, sizeof kr->active)) != CV_OK) {
@@ -391,14 +437,60 @@ cv_status cv_keyring_unwrap(struct cv_keyring *kr, const char *ad, const char *k
                             const uint8_t wrapped[CV_WRAPPED_BYTES], uint8_t key_out[CV_KEY_BYTES])
 {
     pthread_mutex_lock(&kr->lock);
-    struct kek *k = find_kek(kr, kek_id);
-    cv_status rc = CV_E_KEY_MISSING;
-    if (k != NULL) {
+    struct kek *k = NULL;
+    cv_status rc = get_kek_locked(kr, kek_id, &k);
+    if (rc == CV_OK) {
         sodium_mprotect_readonly(k->key);
         rc = unwrap_with(k->key, k->id, ad, wrapped, key_out);
         sodium_mprotect_noaccess(k->key);
     }
     pthread_mutex_unlock(&kr->lock);
+    return rc;
+}
+
+cv_status cv_keyring_refresh(struct cv_keyring *kr)
+{
+    char active[CV_KEY_ID_LEN + 1];
+    struct kek *k = NULL;
+    cv_status rc = cv_db_meta_get(kr->db, "active_kek", active, sizeof active);
+    if (rc != CV_OK)
+        return rc == CV_E_NOT_FOUND || rc == CV_E_LIMIT ? CV_E_KEY_MISSING : rc;
+    pthread_mutex_lock(&kr->lock);
+    if (strcmp(active, kr->active) != 0 && (rc = get_kek_locked(kr, active, &k)) == CV_OK)
+        memcpy(kr->active, active, sizeof active);
+    pthread_mutex_unlock(&kr->lock);
+    return rc;
+}
+
+cv_status cv_keyring_rewrap(struct cv_keyring *kr, const char *ad, const char *from_kek,
+                            const uint8_t in[CV_WRAPPED_BYTES], const char *to_kek,
+                            uint8_t out[CV_WRAPPED_BYTES])
+{
+    cv_status rc = CV_E_NOMEM;
+    uint8_t *key = secure_alloc(CV_KEY_BYTES);
+    uint8_t tmp[CV_WRAPPED_BYTES];
+    struct kek *from = NULL, *to = NULL;
+    if (key == NULL)
+        return rc;
+    pthread_mutex_lock(&kr->lock);
+    if ((rc = get_kek_locked(kr, from_kek, &from)) != CV_OK ||
+        (rc = get_kek_locked(kr, to_kek, &to)) != CV_OK)
+        goto out;
+    sodium_mprotect_readonly(from->key);
+    rc = unwrap_with(from->key, from->id, ad, in, key);
+    sodium_mprotect_noaccess(from->key);
+    if (rc != CV_OK)
+        goto out;
+    sodium_mprotect_readonly(to->key);
+    rc = wrap_with(to->key, to->id, ad, key, tmp);
+    sodium_mprotect_noaccess(to->key);
+    if (rc != CV_OK)
+        goto out;
+    memcpy(out, tmp, CV_WRAPPED_BYTES);
+    rc = CV_OK;
+out:
+    pthread_mutex_unlock(&kr->lock);
+    secure_free(key);
     return rc;
 }
 
@@ -454,4 +546,380 @@ void cv_keyring_sign_pk(struct cv_keyring *kr, uint8_t pk[CV_SIGN_PK_BYTES],
 {
     memcpy(pk, kr->sign_pk, CV_SIGN_PK_BYTES);
     memcpy(keyid, kr->keyid, CV_MINISIGN_KEYID);
+}
+
+/* ---- rotation (DESIGN §4: new KEK, re-wrap rows, never touch blob files) ---- */
+
+/* meta value read through the writer, inside the caller's transaction. */
+static cv_status tx_meta_get(struct cv_db *db, const char *key, char *out, size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    cv_status rc = CV_E_DB;
+    if (sqlite3_prepare_v2(cv_db_writer(db), "SELECT value FROM meta WHERE key=?", -1, &st, NULL) !=
+        SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    if (src != SQLITE_ROW) {
+        rc = src == SQLITE_DONE ? CV_E_NOT_FOUND : cv_db_status(src);
+        goto out;
+    }
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    if (v == NULL || strlen(v) >= cap) {
+        rc = CV_E_LIMIT;
+        goto out;
+    }
+    memcpy(out, v, strlen(v) + 1);
+    rc = CV_OK;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static cv_status audit_key_event(struct cv_db *db, const struct cv_audit_event *who,
+                                 const char *action, const char *object, json_t *details)
+{
+    struct cv_audit_event ev = {
+        .action = action,
+        .actor_id = who && who->actor_id ? who->actor_id : "system",
+        .actor_role = who && who->actor_role ? who->actor_role : "system",
+        .request_id = who ? who->request_id : NULL,
+        .client = who ? who->client : NULL,
+        .object_id = object,
+        .details = details,
+    };
+    return cv_audit_append(db, &ev, NULL);
+}
+
+/* Create a new KEK file (0600, durable) and load it. Out: id. */
+static cv_status new_kek(struct cv_keyring *kr, char id[CV_KEY_ID_LEN + 1])
+{
+    cv_status rc = CV_E_NOMEM;
+    uint8_t *kek = secure_alloc(CV_KEY_BYTES);
+    uint8_t idb[CV_KEY_ID_LEN / 2];
+    char name[CV_KEY_ID_LEN + 8];
+    struct kek *k = NULL;
+    if (kek == NULL)
+        goto out;
+    randombytes_buf(idb, sizeof idb);
+    cv_hex_encode(idb, sizeof idb, id);
+    crypto_aead_xchacha20poly1305_ietf_keygen(kek);
+    snprintf(name, sizeof name, "%s.kek", id);
+    if ((rc = write_key_file(kr->keys_dir, name, kek, CV_KEY_BYTES)) != CV_OK)
+        goto out;
+    pthread_mutex_lock(&kr->lock);
+    rc = get_kek_locked(kr, id, &k);
+    pthread_mutex_unlock(&kr->lock);
+    if (rc != CV_OK)
+        goto out;
+    rc = CV_OK;
+out:
+    secure_free(kek);
+    return rc;
+}
+
+/* Switch the active KEK and re-wrap every root key, in one transaction. */
+static cv_status switch_active(struct cv_keyring *kr, const char *new_id,
+                               const struct cv_audit_event *who, struct cv_rotate_stats *s)
+{
+    struct cv_db *db = kr->db;
+    sqlite3_stmt *st = NULL, *up = NULL;
+    struct {
+        char purpose[32];
+        char kek[CV_KEY_ID_LEN + 1];
+        uint8_t wrapped[CV_WRAPPED_BYTES];
+    } rows[8];
+    size_t n = 0;
+    char ad[64];
+    json_t *details = NULL;
+    cv_status rc = cv_db_begin(db);
+    if (rc != CV_OK)
+        return rc;
+    if ((rc = tx_meta_get(db, "active_kek", s->old_kek, sizeof s->old_kek)) != CV_OK)
+        goto out;
+    rc = CV_E_DB;
+    if (sqlite3_prepare_v2(cv_db_writer(db), "SELECT purpose, kek_id, wrapped FROM root_keys", -1,
+                           &st, NULL) != SQLITE_OK)
+        goto out;
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(st, 0);
+        const char *k = (const char *)sqlite3_column_text(st, 1);
+        if (n == 8 || p == NULL || k == NULL || strlen(p) >= sizeof rows[0].purpose ||
+            strlen(k) != CV_KEY_ID_LEN || sqlite3_column_bytes(st, 2) != CV_WRAPPED_BYTES) {
+            rc = CV_E_KEY_INVALID;
+            goto out;
+        }
+        memcpy(rows[n].purpose, p, strlen(p) + 1);
+        memcpy(rows[n].kek, k, CV_KEY_ID_LEN + 1);
+        memcpy(rows[n].wrapped, sqlite3_column_blob(st, 2), CV_WRAPPED_BYTES);
+        n++;
+    }
+    if (src != SQLITE_DONE)
+        goto out;
+    if (sqlite3_prepare_v2(cv_db_writer(db),
+                           "UPDATE root_keys SET kek_id=?, wrapped=? WHERE purpose=?", -1, &up,
+                           NULL) != SQLITE_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ad, sizeof ad, "root/%s", rows[i].purpose);
+        if ((rc = cv_keyring_rewrap(kr, ad, rows[i].kek, rows[i].wrapped, new_id,
+                                    rows[i].wrapped)) != CV_OK)
+            goto out;
+        sqlite3_reset(up);
+        sqlite3_bind_text(up, 1, new_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(up, 2, rows[i].wrapped, CV_WRAPPED_BYTES, SQLITE_STATIC);
+        sqlite3_bind_text(up, 3, rows[i].purpose, -1, SQLITE_STATIC);
+        if ((src = sqlite3_step(up)) != SQLITE_DONE) {
+            rc = cv_db_status(src);
+            goto out;
+        }
+    }
+    if ((rc = cv_db_meta_set(db, "active_kek", new_id)) != CV_OK)
+        goto out;
+    details = json_pack("{s:s,s:s,s:I}", "kek_id", new_id, "previous_kek_id", s->old_kek,
+                        "root_keys", (json_int_t)n);
+    if (details == NULL) {
+        rc = CV_E_NOMEM;
+        goto out;
+    }
+    if ((rc = audit_key_event(db, who, "keys.rotate", new_id, details)) != CV_OK)
+        goto out;
+    sqlite3_finalize(st);
+    sqlite3_finalize(up);
+    st = up = NULL;
+    json_decref(details);
+    s->root_keys = n;
+    return cv_db_commit(db);
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(up);
+    json_decref(details);
+    cv_db_rollback(db);
+    return rc;
+}
+
+static cv_status count_not_under(struct cv_db *db, const char *kek, uint64_t *n)
+{
+    sqlite3_stmt *st = NULL;
+    cv_status rc = CV_E_DB;
+    sqlite3 *c = cv_db_reader_get(db);
+    if (sqlite3_prepare_v2(c, "SELECT count(*) FROM blobs WHERE kek_id<>?", -1, &st, NULL) !=
+        SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, kek, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    *n = (uint64_t)sqlite3_column_int64(st, 0);
+    rc = CV_OK;
+out:
+    sqlite3_finalize(st);
+    cv_db_reader_put(db, c);
+    return rc;
+}
+
+struct rewrap_row {
+    char id[CV_ULID_LEN + 1];
+    char kek[CV_KEY_ID_LEN + 1];
+    uint8_t wrapped[CV_WRAPPED_BYTES];
+};
+
+/* One transaction: re-wrap up to `batch` blob DEKs not yet under new_id.
+ * When none is left, append the closing audit entry in that transaction.
+ * Out: *done = rows re-wrapped now. */
+static cv_status rewrap_batch(struct cv_keyring *kr, const char *new_id, unsigned batch,
+                              struct rewrap_row *rows, const struct cv_audit_event *who,
+                              const struct cv_rotate_stats *s, size_t *done)
+{
+    struct cv_db *db = kr->db;
+    sqlite3_stmt *st = NULL, *up = NULL;
+    size_t n = 0;
+    char ad[64];
+    json_t *details = NULL;
+    int src;
+    cv_status rc = cv_db_begin(db);
+    if (rc != CV_OK)
+        return rc;
+    rc = CV_E_DB;
+    if (sqlite3_prepare_v2(cv_db_writer(db),
+                           "SELECT id, kek_id, wrapped_dek FROM blobs WHERE kek_id<>? LIMIT ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, new_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)batch);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW && n < batch) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *k = (const char *)sqlite3_column_text(st, 1);
+        if (id == NULL || k == NULL || strlen(id) != CV_ULID_LEN || strlen(k) != CV_KEY_ID_LEN ||
+            sqlite3_column_bytes(st, 2) != CV_WRAPPED_BYTES) {
+            rc = CV_E_KEY_INVALID;
+            goto out;
+        }
+        memcpy(rows[n].id, id, CV_ULID_LEN + 1);
+        memcpy(rows[n].kek, k, CV_KEY_ID_LEN + 1);
+        memcpy(rows[n].wrapped, sqlite3_column_blob(st, 2), CV_WRAPPED_BYTES);
+        n++;
+    }
+    if (src != SQLITE_DONE && src != SQLITE_ROW)
+        goto out;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(cv_db_writer(db), "UPDATE blobs SET kek_id=?, wrapped_dek=? WHERE id=?",
+                           -1, &up, NULL) != SQLITE_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ad, sizeof ad, "blob/%s", rows[i].id);
+        if ((rc = cv_keyring_rewrap(kr, ad, rows[i].kek, rows[i].wrapped, new_id,
+                                    rows[i].wrapped)) != CV_OK)
+            goto out;
+        sqlite3_reset(up);
+        sqlite3_bind_text(up, 1, new_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(up, 2, rows[i].wrapped, CV_WRAPPED_BYTES, SQLITE_STATIC);
+        sqlite3_bind_text(up, 3, rows[i].id, -1, SQLITE_STATIC);
+        if ((src = sqlite3_step(up)) != SQLITE_DONE) {
+            rc = cv_db_status(src);
+            goto out;
+        }
+    }
+    if (n == 0) {
+        details = json_pack("{s:s,s:I,s:I}", "kek_id", new_id, "blobs", (json_int_t)s->blobs,
+                            "batches", (json_int_t)s->batches);
+        if (details == NULL) {
+            rc = CV_E_NOMEM;
+            goto out;
+        }
+        if ((rc = audit_key_event(db, who, "keys.rewrap", new_id, details)) != CV_OK)
+            goto out;
+    }
+    sqlite3_finalize(up);
+    up = NULL;
+    json_decref(details);
+    sodium_memzero(rows, n * sizeof *rows);
+    if ((rc = cv_db_commit(db)) != CV_OK)
+        return rc;
+    *done = n;
+    return CV_OK;
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(up);
+    json_decref(details);
+    sodium_memzero(rows, n * sizeof *rows);
+    cv_db_rollback(db);
+    return rc;
+}
+
+cv_status cv_keyring_rotate(struct cv_keyring *kr, unsigned batch, const struct cv_audit_event *who,
+                            void (*progress)(uint64_t done, uint64_t total, void *arg), void *arg,
+                            struct cv_rotate_stats *stats)
+{
+    cv_status rc = CV_E_ARG;
+    struct cv_rotate_stats s;
+    struct rewrap_row *rows = NULL;
+    uint64_t total = 0;
+    memset(&s, 0, sizeof s);
+    if (batch == 0 || batch > 10000)
+        return rc;
+    rc = CV_E_NOMEM;
+    if ((rows = calloc(batch, sizeof *rows)) == NULL)
+        goto out;
+    if ((rc = new_kek(kr, s.new_kek)) != CV_OK)
+        goto out;
+    if ((rc = switch_active(kr, s.new_kek, who, &s)) != CV_OK)
+        goto out;
+    pthread_mutex_lock(&kr->lock);
+    memcpy(kr->active, s.new_kek, sizeof s.new_kek);
+    pthread_mutex_unlock(&kr->lock);
+    if ((rc = count_not_under(kr->db, s.new_kek, &total)) != CV_OK)
+        goto out;
+    /* Rows recorded after the switch are already under the new KEK
+     * (cv_blob_record re-wraps), so the work is bounded by `total`; the
+     * extra rounds only absorb rows committed during the count. */
+    for (uint64_t round = 0; round <= total / batch + 16; round++) {
+        size_t done = 0;
+        if ((rc = rewrap_batch(kr, s.new_kek, batch, rows, who, &s, &done)) != CV_OK)
+            goto out;
+        if (done == 0)
+            break;
+        s.blobs += done;
+        s.batches++;
+        if (progress)
+            progress(s.blobs, total > s.blobs ? total : s.blobs, arg);
+        if (round == total / batch + 16) {
+            rc = CV_E_LIMIT;
+            goto out;
+        }
+    }
+    if (stats)
+        *stats = s;
+    rc = CV_OK;
+out:
+    free(rows);
+    return rc;
+}
+
+cv_status cv_keyring_retire(struct cv_keyring *kr, const char *kek_id,
+                            const struct cv_audit_event *who, uint64_t *refs)
+{
+    cv_status rc = CV_E_ARG;
+    char active[CV_KEY_ID_LEN + 1], name[CV_KEY_ID_LEN + 8], path[PATH_MAX];
+    sqlite3_stmt *st = NULL;
+    uint64_t n = 0;
+    struct stat sb;
+    int in_tx = 0;
+    if (kek_id == NULL || !valid_key_id(kek_id))
+        return rc;
+    snprintf(name, sizeof name, "%s.kek", kek_id);
+    if ((rc = cv_path_join(path, sizeof path, kr->keys_dir, name)) != CV_OK)
+        return rc;
+    if (lstat(path, &sb) != 0)
+        return CV_E_NOT_FOUND;
+    if ((rc = cv_db_begin(kr->db)) != CV_OK)
+        return rc;
+    in_tx = 1;
+    if ((rc = tx_meta_get(kr->db, "active_kek", active, sizeof active)) != CV_OK)
+        goto out;
+    if (strcmp(active, kek_id) == 0) {
+        rc = CV_E_ARG;
+        goto out;
+    }
+    rc = CV_E_DB;
+    if (sqlite3_prepare_v2(cv_db_writer(kr->db),
+                           "SELECT (SELECT count(*) FROM blobs WHERE kek_id=?1) + "
+                           "(SELECT count(*) FROM root_keys WHERE kek_id=?1)",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, kek_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    n = (uint64_t)sqlite3_column_int64(st, 0);
+    if (refs)
+        *refs = n;
+    if (n > 0) {
+        rc = CV_E_NOT_EMPTY;
+        goto out;
+    }
+    /* Inside the write transaction: no row can start referencing it now,
+     * and rows recorded later are re-wrapped under the active KEK. */
+    rc = CV_E_IO;
+    if (unlink(path) != 0 || cv_fsync_dir(kr->keys_dir) != CV_OK)
+        goto out;
+    if ((rc = audit_key_event(kr->db, who, "keys.retire", kek_id, NULL)) != CV_OK)
+        goto out;
+    in_tx = 0;
+    if ((rc = cv_db_commit(kr->db)) != CV_OK)
+        goto out;
+    pthread_mutex_lock(&kr->lock);
+    struct kek *k = find_kek(kr, kek_id);
+    if (k != NULL) {
+        secure_free(k->key);
+        *k = kr->keks[--kr->nkeks];
+        memset(&kr->keks[kr->nkeks], 0, sizeof kr->keks[0]);
+    }
+    pthread_mutex_unlock(&kr->lock);
+    rc = CV_OK;
+out:
+    sqlite3_finalize(st);
+    if (in_tx)
+        cv_db_rollback(kr->db);
+    return rc;
 }

@@ -16,6 +16,7 @@
 
 struct cv_db;
 struct cv_keyring;
+struct cv_blobstore;
 
 struct cv_datadir {
     char root[PATH_MAX];
@@ -26,6 +27,7 @@ struct cv_datadir {
     char instance_id[CV_ULID_LEN + 1];
     struct cv_db *db;
     struct cv_keyring *kr;
+    struct cv_blobstore *bs; /* local-files blob store over blobs/ and tmp/ */
 };
 
 /*
@@ -44,7 +46,8 @@ cv_status cv_datadir_init(const char *root);
 
 /*
  * cv_datadir_open - open an initialized data dir: database (migrated to the
- * latest schema) with `readers` reader connections, and the keyring.
+ * latest schema) with `readers` reader connections, the keyring and the
+ * blob store.
  * Out: *out, free with cv_datadir_free. Errors: CV_E_NOT_INITIALIZED, plus
  * those of cv_db_open and cv_keyring_open.
  */
@@ -55,7 +58,9 @@ void cv_datadir_free(struct cv_datadir *dd);
 
 /*
  * cv_datadir_sweep_tmp - remove every file in DATA/tmp (staging left by a
- * crash). Only the server calls it, at start-up, before it accepts requests.
+ * crash) except those a live process still holds locked (a CLI put running
+ * beside the server). Only the server calls it, at start-up, before it
+ * accepts requests.
  * Out: *removed = number of files removed (may be NULL). Errors: CV_E_IO.
  */
 cv_status cv_datadir_sweep_tmp(struct cv_datadir *dd, unsigned *removed);

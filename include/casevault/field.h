@@ -28,11 +28,12 @@ struct cv_keyring;
 
 enum cv_field_kind {
     CV_FIELD_EXACT,     /* bytes as given */
-    CV_FIELD_DIGITS,    /* phone numbers: digits only; +86/0086 prefix removed for 13-digit
-                           mainland forms */
-    CV_FIELD_ID_NUMBER, /* ID numbers, USCC: spaces and dashes removed, letters uppercased */
-    CV_FIELD_NAME,      /* names: Unicode NFC, surrounding whitespace trimmed, inner runs of
-                           whitespace collapsed to one space */
+    CV_FIELD_DIGITS,    /* phone numbers: NFKC (full-width digits become ASCII), then digits
+                           only; a +86/0086 prefix in front of 11 digits is removed */
+    CV_FIELD_ID_NUMBER, /* ID numbers, USCC: NFKC, whitespace and dashes removed, letters
+                           uppercased (the check character X) */
+    CV_FIELD_NAME,      /* names: Unicode NFC, surrounding whitespace (ASCII and Unicode Zs,
+                           e.g. U+3000) trimmed, inner runs collapsed to one space; case kept */
 };
 
 /*
@@ -45,7 +46,8 @@ cv_status cv_field_normalize(enum cv_field_kind kind, const char *in, char *out,
 /*
  * cv_field_seal - encrypt plain[len] for (table, column, row_id).
  * Out: *out (malloc'd, len + CV_FIELD_OVERHEAD bytes, caller frees),
- * *out_len. Errors: CV_E_NOMEM, CV_E_CRYPTO.
+ * *out_len. table and column are [A-Za-z0-9_]{1,64}; row_id is 1..64 bytes
+ * without '/'. Errors: CV_E_ARG (bad names), CV_E_NOMEM, CV_E_CRYPTO.
  */
 cv_status cv_field_seal(struct cv_keyring *kr, const char *table, const char *column,
                         const char *row_id, const void *plain, size_t len, uint8_t **out,
@@ -55,7 +57,8 @@ cv_status cv_field_seal(struct cv_keyring *kr, const char *table, const char *co
  * cv_field_open - decrypt what cv_field_seal made for the same (table,
  * column, row_id). Out: *plain (malloc'd, NUL-terminated; caller wipes with
  * sodium_memzero and frees), *plain_len (without the NUL).
- * Errors: CV_E_CRYPTO (wrong row/column/key, or tampered), CV_E_NOMEM.
+ * Errors: CV_E_ARG (bad names, as for seal), CV_E_CRYPTO (wrong
+ * row/column/key, or tampered), CV_E_NOMEM.
  */
 cv_status cv_field_open(struct cv_keyring *kr, const char *table, const char *column,
                         const char *row_id, const uint8_t *sealed, size_t len, char **plain,
@@ -63,8 +66,8 @@ cv_status cv_field_open(struct cv_keyring *kr, const char *table, const char *co
 
 /*
  * cv_field_blind_index - keyed BLAKE2b-256 of the value normalized by kind,
- * keyed per (table, column). Out: out[32]. Errors: as cv_field_normalize,
- * CV_E_CRYPTO.
+ * keyed per (table, column). Out: out[32]. Errors: CV_E_ARG (bad names),
+ * as cv_field_normalize, CV_E_CRYPTO.
  */
 cv_status cv_field_blind_index(struct cv_keyring *kr, const char *table, const char *column,
                                enum cv_field_kind kind, const char *value,

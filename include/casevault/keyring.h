@@ -114,4 +114,60 @@ cv_status cv_keyring_sign(struct cv_keyring *kr, const void *msg, size_t len,
 void cv_keyring_sign_pk(struct cv_keyring *kr, uint8_t pk[CV_SIGN_PK_BYTES],
                         uint8_t keyid[CV_MINISIGN_KEYID]);
 
+/*
+ * cv_keyring_refresh - follow a rotation made by another process: re-read
+ * meta "active_kek" and load that KEK file if it is not loaded yet. Must
+ * not be called while the caller holds a reader connection of db.
+ * Errors: CV_E_KEY_MISSING (the named key file is absent), CV_E_KEY_INVALID,
+ * CV_E_DB, CV_E_LIMIT (too many KEKs).
+ */
+cv_status cv_keyring_refresh(struct cv_keyring *kr);
+
+/*
+ * cv_keyring_rewrap - unwrap `in` (ad, KEK from_kek) and wrap the same key
+ * under KEK to_kek, loading either KEK file on demand. The key never leaves
+ * this module. Out: out[CV_WRAPPED_BYTES] (may alias in).
+ * Errors: CV_E_KEY_MISSING, CV_E_KEY_INVALID, CV_E_CRYPTO, CV_E_NOMEM.
+ */
+cv_status cv_keyring_rewrap(struct cv_keyring *kr, const char *ad, const char *from_kek,
+                            const uint8_t in[CV_WRAPPED_BYTES], const char *to_kek,
+                            uint8_t out[CV_WRAPPED_BYTES]);
+
+/* Figures of one cv_keyring_rotate run. */
+struct cv_rotate_stats {
+    char new_kek[CV_KEY_ID_LEN + 1];
+    char old_kek[CV_KEY_ID_LEN + 1];
+    uint64_t root_keys; /* root keys re-wrapped */
+    uint64_t blobs;     /* blob data keys re-wrapped */
+    uint64_t batches;   /* write transactions used for the blobs */
+};
+
+/*
+ * cv_keyring_rotate - create a new KEK file, make it active and re-wrap
+ * every root key (one transaction, audited "keys.rotate") and then every
+ * blob DEK in transactions of `batch` rows (1..10000), audited at the end
+ * ("keys.rewrap" with the counts). Blob files are never touched; servers on
+ * the same data dir keep serving and follow the switch (cv_keyring_refresh
+ * and on-demand KEK loading). who supplies the audit actor fields.
+ * progress(done, total, arg) is called after each batch (may be NULL).
+ * Out: *stats (may be NULL). Errors: CV_E_ARG, CV_E_IO, CV_E_DB,
+ * CV_E_DB_BUSY, CV_E_KEY_MISSING, CV_E_CRYPTO, CV_E_NOMEM.
+ */
+struct cv_audit_event;
+cv_status cv_keyring_rotate(struct cv_keyring *kr, unsigned batch, const struct cv_audit_event *who,
+                            void (*progress)(uint64_t done, uint64_t total, void *arg), void *arg,
+                            struct cv_rotate_stats *stats);
+
+/*
+ * cv_keyring_retire - delete the file of KEK kek_id, inside one write
+ * transaction that first checks that it is not the active KEK and that no
+ * root key or blob row still references it (audited "keys.retire").
+ * Out: *refs = rows still referencing it (set also on CV_E_NOT_EMPTY; may
+ * be NULL). Errors: CV_E_ARG (malformed id, or the active KEK),
+ * CV_E_NOT_FOUND (no such key file), CV_E_NOT_EMPTY (still referenced),
+ * CV_E_IO, CV_E_DB.
+ */
+cv_status cv_keyring_retire(struct cv_keyring *kr, const char *kek_id,
+                            const struct cv_audit_event *who, uint64_t *refs);
+
 #endif
