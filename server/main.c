@@ -31,6 +31,20 @@ static const struct {
      "      print a new operator token on stdout (shown once)\n"
      "  casevault token list --data DIR [--all]\n"
      "  casevault token revoke --data DIR --id TOKEN_ID"},
+    {"backup", cv_cmd_backup,
+     "backup --data DIR --out FILE|- [--since BACKUP_ID]\n"
+     "      stream a signed, still-encrypted backup (tar); prints the backup id"},
+    {"restore", cv_cmd_restore,
+     "restore --from FILE [--from FILE]... --keys DIR --data NEWDIR\n"
+     "      restore a full backup then its incrementals into an empty NEWDIR"},
+    {"keys", cv_cmd_keys,
+     "keys export --data DIR --out FILE [--passphrase-file F]\n"
+     "      write the key files encrypted under a passphrase (Argon2id)\n"
+     "  casevault keys import --in FILE --keys DIR [--passphrase-file F]"},
+    {"testhook-blobs", cv_cmd_testhook_blobs,
+     "testhook-blobs --data DIR [--count N] [--size BYTES] [--marker TEXT] [--interval-ms MS]\n"
+     "        [--batch N] [--quiet]\n"
+     "      TEST HOOK: put N blobs with rows (stand-in for uploads)"},
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };

@@ -18,5 +18,6 @@ const struct cv_route cv_routes[] = {
     {"POST", "/v1/tokens", CV_ROLE_ADMIN, CV_BODY_JSON, cv_route_tokens_create, NULL, NULL, NULL},
     {"DELETE", "/v1/tokens/{token_id}", CV_ROLE_ADMIN, CV_BODY_NONE, cv_route_tokens_revoke, NULL,
      NULL, NULL},
+    {"GET", "/v1/backup", CV_ROLE_BACKUP, CV_BODY_NONE, cv_route_backup, NULL, NULL, NULL},
 };
 const size_t cv_routes_count = sizeof cv_routes / sizeof cv_routes[0];

@@ -17,4 +17,10 @@ void cv_route_tokens_list(struct cv_request *req);
 void cv_route_tokens_create(struct cv_request *req);
 void cv_route_tokens_revoke(struct cv_request *req);
 
+/* routes_backup.c: the backup stream (role backup). cv_backup_producers_wait
+ * blocks until every producer thread ended (serve calls it after the daemon
+ * stopped, before it frees the data dir). */
+void cv_route_backup(struct cv_request *req);
+void cv_backup_producers_wait(void);
+
 #endif
