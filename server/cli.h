@@ -47,6 +47,7 @@ int cv_cmd_version(int argc, char **argv);
 int cv_cmd_backup(int argc, char **argv);
 int cv_cmd_restore(int argc, char **argv);
 int cv_cmd_testhook_blobs(int argc, char **argv);
+int cv_cmd_testhook_verify_blobs(int argc, char **argv);
 int cv_cmd_keys(int argc, char **argv);
 int cv_cmd_keys_export(int argc, char **argv);
 int cv_cmd_keys_import(int argc, char **argv);

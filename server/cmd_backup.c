@@ -285,3 +285,65 @@ out:
     cv_datadir_free(dd);
     return rc;
 }
+
+struct verify_ctx {
+    struct cv_blobstore *bs;
+    cv_status st;
+    char bad[CV_ULID_LEN + 1];
+    uint64_t n;
+};
+
+static int verify_one(const struct cv_blob_info *info, void *arg)
+{
+    struct verify_ctx *v = arg;
+    char hex[2 * CV_SHA256_LEN + 1];
+    cv_status st = cv_blob_verify(v->bs, info);
+    if (st != CV_OK) {
+        v->st = st;
+        memcpy(v->bad, info->id, sizeof v->bad);
+        return 1;
+    }
+    cv_hex_encode(info->sha256, CV_SHA256_LEN, hex);
+    printf("%s %s\n", info->id, hex);
+    v->n++;
+    return 0;
+}
+
+/*
+ * Test hook standing in for `casevault fsck` (being written elsewhere):
+ * decrypt every blob row's file to the end and check size and SHA-256;
+ * prints "<id> <sha256-hex>" per blob, exit 1 naming the first bad blob.
+ */
+int cv_cmd_testhook_verify_blobs(int argc, char **argv)
+{
+    const char *data = NULL;
+    const char *pos[1];
+    int npos = 0, rc;
+    struct cv_datadir *dd = NULL;
+    const struct cli_opt opts[] = {
+        {"data", 1, &data, NULL, NULL, NULL},
+        {NULL, 0, NULL, NULL, NULL, NULL},
+    };
+    if ((rc = cli_parse("testhook-verify-blobs", argc, argv, opts, pos, 0, &npos)) != CV_EXIT_OK)
+        return rc;
+    if (data == NULL)
+        return cli_usage("testhook-verify-blobs", "--data DIR is required");
+    cv_status st = cv_datadir_open(data, 1, &dd);
+    if (st != CV_OK)
+        return cli_fail("testhook-verify-blobs", data, st);
+    struct verify_ctx v = {dd->bs, CV_OK, "", 0};
+    st = cv_blob_each_row(dd->bs, verify_one, &v);
+    fflush(stdout);
+    if (st == CV_OK && v.st != CV_OK) {
+        fprintf(stderr, "casevault testhook-verify-blobs: blob %s: %s\n", v.bad,
+                cv_status_str(v.st));
+        rc = CV_EXIT_FAIL;
+    } else if (st != CV_OK) {
+        rc = cli_fail("testhook-verify-blobs", "cannot list blobs", st);
+    } else {
+        fprintf(stderr, "verified %llu blobs\n", (unsigned long long)v.n);
+        rc = CV_EXIT_OK;
+    }
+    cv_datadir_free(dd);
+    return rc;
+}

@@ -45,6 +45,9 @@ static const struct {
      "testhook-blobs --data DIR [--count N] [--size BYTES] [--marker TEXT] [--interval-ms MS]\n"
      "        [--batch N] [--quiet]\n"
      "      TEST HOOK: put N blobs with rows (stand-in for uploads)"},
+    {"testhook-verify-blobs", cv_cmd_testhook_verify_blobs,
+     "testhook-verify-blobs --data DIR\n"
+     "      TEST HOOK: decrypt and check every blob (stand-in for fsck)"},
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };

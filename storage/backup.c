@@ -602,6 +602,7 @@ struct rs_archive {
     char id[CV_ULID_LEN + 1];
     char base[CV_ULID_LEN + 1];
     uint64_t blobs;
+    uint64_t declared_blobs;
 };
 
 struct rs {
@@ -750,6 +751,8 @@ static cv_status entry_add(struct rs_archive *a, const char *name, const uint8_t
     return CV_OK;
 }
 
+static cv_status parse_json(struct rs *r, unsigned idx, struct rs_archive *a);
+
 /* Read one archive into staging; everything is checked afterwards. */
 static cv_status read_archive(struct rs *r, int fd, unsigned idx, struct rs_archive *a)
 {
@@ -787,6 +790,8 @@ static cv_status read_archive(struct rs *r, int fd, unsigned idx, struct rs_arch
             }
             if ((rc = read_small(ar, size, MAX_JSON, &a->json, &a->json_len)) != CV_OK)
                 goto bad_entry;
+            if ((rc = parse_json(r, idx, a)) != CV_OK)
+                goto out;
             cv_sha256(a->json, a->json_len, sha);
         } else if (strcmp(name, "db/casevault.db") == 0) {
             if (have_db || a->manifest) {
@@ -856,10 +861,48 @@ out:
     return rc;
 }
 
+/* Parse backup.json and check its place in the chain. Called as soon as
+ * it is read (an early, clear refusal) and again once the manifest and its
+ * signature verified (which is what makes its content trusted). */
+static cv_status parse_json(struct rs *r, unsigned idx, struct rs_archive *a)
+{
+    cv_status rc = CV_E_ARCHIVE_FORMAT;
+    json_t *j = json_loadb(a->json, a->json_len, JSON_REJECT_DUPLICATES, NULL);
+    const char *fmt = json_string_value(json_object_get(j, "format"));
+    const char *id = json_string_value(json_object_get(j, "backup_id"));
+    json_t *base = json_object_get(j, "base_id");
+    if (!json_is_object(j) || fmt == NULL || strcmp(fmt, CV_BACKUP_FORMAT) != 0 ||
+        json_integer_value(json_object_get(j, "version")) != CV_BACKUP_VERSION ||
+        !cv_ulid_valid(id) || !(json_is_null(base) || cv_ulid_valid(json_string_value(base))) ||
+        !json_is_integer(json_object_get(json_object_get(j, "counts"), "blobs"))) {
+        say(r, "%s", "backup.json is not a valid casevault backup description");
+        goto out;
+    }
+    memcpy(a->id, id, CV_ULID_LEN + 1);
+    if (json_is_null(base))
+        a->base[0] = '\0';
+    else
+        memcpy(a->base, json_string_value(base), CV_ULID_LEN + 1);
+    a->declared_blobs =
+        (uint64_t)json_integer_value(json_object_get(json_object_get(j, "counts"), "blobs"));
+    rc = CV_E_BACKUP_CHAIN;
+    if (idx == 0 && a->base[0]) {
+        say(r, "backup %s is incremental: the first --from must be a full backup", a->id);
+        goto out;
+    }
+    if (idx > 0 && strcmp(a->base, r->prev_id) != 0) {
+        say(r, "backup %s does not follow the previous one (gap or wrong order)", a->id);
+        goto out;
+    }
+    rc = CV_OK;
+out:
+    json_decref(j);
+    return rc;
+}
+
 static cv_status check_archive(struct rs *r, unsigned idx, struct rs_archive *a)
 {
     cv_status rc;
-    json_t *j = NULL;
     char trusted[600];
     if ((rc = cv_minisign_verify(r->pub, a->sig, a->manifest, a->manifest_len, trusted,
                                  sizeof trusted)) != CV_OK) {
@@ -887,38 +930,16 @@ static cv_status check_archive(struct rs *r, unsigned idx, struct rs_archive *a)
         say(r, "%s", "the signed manifest lists entries the archive does not hold");
         goto out;
     }
-    /* backup.json (covered by the manifest) */
+    if ((rc = parse_json(r, idx, a)) != CV_OK)
+        goto out;
     rc = CV_E_ARCHIVE_FORMAT;
-    j = json_loadb(a->json, a->json_len, JSON_REJECT_DUPLICATES, NULL);
-    const char *fmt = json_string_value(json_object_get(j, "format"));
-    const char *id = json_string_value(json_object_get(j, "backup_id"));
-    json_t *base = json_object_get(j, "base_id");
-    json_t *nblobs = json_object_get(json_object_get(j, "counts"), "blobs");
-    if (!json_is_object(j) || fmt == NULL || strcmp(fmt, CV_BACKUP_FORMAT) != 0 ||
-        json_integer_value(json_object_get(j, "version")) != CV_BACKUP_VERSION ||
-        !cv_ulid_valid(id) || !(json_is_null(base) || cv_ulid_valid(json_string_value(base))) ||
-        !json_is_integer(nblobs) || (uint64_t)json_integer_value(nblobs) != a->blobs) {
-        say(r, "%s", "backup.json is not a valid casevault backup description");
-        goto out;
-    }
-    memcpy(a->id, id, CV_ULID_LEN + 1);
-    if (json_is_null(base))
-        a->base[0] = '\0';
-    else
-        memcpy(a->base, json_string_value(base), CV_ULID_LEN + 1);
-    rc = CV_E_BACKUP_CHAIN;
-    if (idx == 0 && a->base[0]) {
-        say(r, "backup %s is incremental: the first --from must be a full backup", a->id);
-        goto out;
-    }
-    if (idx > 0 && strcmp(a->base, r->prev_id) != 0) {
-        say(r, "backup %s does not follow the previous one (gap or wrong order)", a->id);
+    if (a->declared_blobs != a->blobs) {
+        say(r, "%s", "backup.json counts a different number of blobs than the archive holds");
         goto out;
     }
     memcpy(r->prev_id, a->id, CV_ULID_LEN + 1);
     rc = CV_OK;
 out:
-    json_decref(j);
     return rc;
 }
 
