@@ -1,0 +1,68 @@
+"""bench/backup driver (see run). Prints medians of `runs` runs."""
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BIN, WORK, NBLOBS, SIZE, RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+DATA = os.path.join(WORK, "data")
+
+
+def sh(cmd, timeout=1800):
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def timed(cmd):
+    """(seconds, bytes through the pipe, peak RSS KiB of the first command)."""
+    t = time.monotonic()
+    p = sh(f"/usr/bin/time -f '%M' -o {WORK}/rss {cmd} | wc -c")
+    dt = time.monotonic() - t
+    return dt, int(p.stdout.strip()), int(open(f"{WORK}/rss").read().split()[-1])
+
+
+def fill(n):
+    sh(f"{BIN} testhook-blobs --data {DATA} --count {n} --size {SIZE} --batch 500 --quiet")
+
+
+def full_backup():
+    return timed(f"{BIN} backup --data {DATA} --out - 2>/dev/null")
+
+
+sh(f"{BIN} init --data {DATA}")
+# RSS at 10% of the blobs, then at all of them: flat means independent of count and size.
+fill(NBLOBS // 10)
+_, _, rss_small = full_backup()
+fill(NBLOBS - NBLOBS // 10)
+du = int(sh(f"du -sb {DATA}").stdout.split()[0])
+full_backup()  # warm the page cache
+sh(f"tar cf - -C {DATA} . | wc -c")
+cv, tar, rss = [], [], []
+for _ in range(RUNS):
+    dt, n, r = full_backup()
+    cv.append(n / dt / 1e6)
+    rss.append(r)
+    dt, n, _ = timed(f"tar cf - -C {DATA} .")
+    tar.append(n / dt / 1e6)
+base = sh(f"{BIN} backup --data {DATA} --out {WORK}/base.tar").stdout.strip()
+full_t = []
+for _ in range(3):
+    dt, _, _ = full_backup()
+    full_t.append(dt)
+os.unlink(f"{WORK}/base.tar")
+new = max(1, NBLOBS // 100)
+fill(new)
+inc_t, inc_rss = [], []
+for _ in range(RUNS):
+    dt, n, r = timed(f"{BIN} backup --data {DATA} --out - --since {base} 2>/dev/null")
+    inc_t.append(dt)
+    inc_rss.append(r)
+m = statistics.median
+print(f"data dir: {NBLOBS} blobs of {SIZE} B plaintext, {du / 1e6:.1f} MB on disk; median of {RUNS} runs")
+print(f"casevault backup --out - : {m(cv):8.1f} MB/s   peak RSS {m(rss) / 1024:.1f} MiB")
+print(f"tar cf - (same dir)      : {m(tar):8.1f} MB/s")
+print(f"ratio casevault/tar      : {m(cv) / m(tar) * 100:8.1f} %   (target >= 70 %)")
+print(f"peak RSS at {NBLOBS // 10} blobs : {rss_small / 1024:.1f} MiB; at {NBLOBS} blobs: {m(rss) / 1024:.1f} MiB")
+print(f"full backup time         : {m(full_t) * 1000:8.0f} ms")
+print(f"incremental (+{new} blobs = 1%): {m(inc_t) * 1000:8.0f} ms   ({m(inc_t) / m(full_t) * 100:.1f} % of full)   peak RSS {m(inc_rss) / 1024:.1f} MiB")
