@@ -48,7 +48,7 @@
 #include "db_internal.h"
 
 #define IO_BUF        (1u << 20)
-#define MAP_WINDOW    (8u << 20) /* multiple of the page size */
+#define MAP_WINDOW    (1u << 20) /* multiple of the page size */
 #define SINK_BUF      (256u << 10)
 #define MAX_JSON      (1u << 20)
 #define MAX_MANIFEST  (256u << 20)
