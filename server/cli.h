@@ -42,13 +42,22 @@ int cli_usage(const char *cmd, const char *msg);
 int cv_cmd_init(int argc, char **argv);
 int cv_cmd_serve(int argc, char **argv);
 int cv_cmd_token(int argc, char **argv);
+int cv_cmd_accounts(int argc, char **argv);
+#ifdef CV_TEST_HOOKS
+int cv_cmd_test_document_add(int argc, char **argv);
+#endif
+
+int cv_cmd_audit(int argc, char **argv);
+
+int cv_cmd_blob(int argc, char **argv);
+int cv_cmd_keys(int argc, char **argv);
+int cv_cmd_fsck(int argc, char **argv);
 int cv_cmd_help(int argc, char **argv);
 int cv_cmd_version(int argc, char **argv);
 int cv_cmd_backup(int argc, char **argv);
 int cv_cmd_restore(int argc, char **argv);
 int cv_cmd_testhook_blobs(int argc, char **argv);
 int cv_cmd_testhook_verify_blobs(int argc, char **argv);
-int cv_cmd_keys(int argc, char **argv);
 int cv_cmd_keys_export(int argc, char **argv);
 int cv_cmd_keys_import(int argc, char **argv);
 

@@ -10,8 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "casevault/audit.h"
+#include "casevault/blobstore.h"
 #include "casevault/config.h"
 #include "casevault/datadir.h"
+#include "checkpointer.h"
 #include "cli.h"
 #include "http.h"
 #include "log.h"
@@ -71,6 +74,9 @@ int cv_cmd_serve(int argc, char **argv)
         return cli_usage("serve", "server.db_readers must be 1..64");
     if (srv.cfg.max_connections == 0)
         return cli_usage("serve", "server.max_connections must be at least 1");
+    if (srv.cfg.audit_origin[0] && !cv_note_name_valid(srv.cfg.audit_origin))
+        return cli_usage("serve", "audit.origin must be 1-128 printable ASCII characters without "
+                                  "spaces or '+'");
 
     const char *dir = srv.cfg.data;
     if (!cv_datadir_initialized(dir)) {
@@ -102,6 +108,27 @@ int cv_cmd_serve(int argc, char **argv)
         json_object_set_new(f, "files", json_integer(swept));
         cv_log("warn", "removed staging files left by an earlier crash", f);
     }
+    /* The audit log's origin from audit.origin (audited and the verifier
+     * key rewritten when it changes). */
+    st = cv_audit_set_origin(srv.dd->db, srv.dd->kr, srv.dd->keys, srv.cfg.audit_origin, "system",
+                             "system", NULL);
+    if (st != CV_OK) {
+        rc = cli_fail("serve", "cannot set the audit origin", st);
+        goto out;
+    }
+    /* Blob files renamed into place whose row never committed (a crash
+     * between cv_blob_put_commit and the transaction): not live puts. */
+    swept = 0;
+    st = cv_blobstore_sweep_orphans(srv.dd->bs, &swept);
+    if (st != CV_OK) {
+        rc = cli_fail("serve", "cannot sweep orphan blobs", st);
+        goto out;
+    }
+    if (swept) {
+        json_t *f = json_object();
+        json_object_set_new(f, "files", json_integer(swept));
+        cv_log("warn", "removed blob files without a row left by an earlier crash", f);
+    }
     srv.routes = cv_routes;
     srv.nroutes = cv_routes_count;
 
@@ -114,10 +141,16 @@ int cv_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    struct cv_checkpointer *cp = NULL;
+    if ((st = cv_checkpointer_start(&srv, &cp)) != CV_OK) {
+        rc = cli_fail("serve", "cannot start the checkpoint signer", st);
+        goto out;
+    }
     st = cv_http_run(&srv);
     /* The daemon is stopped (every pipe's read end closed): backup producers
      * end with EPIPE; they use srv.dd until they do. */
     cv_backup_producers_wait();
+    cv_checkpointer_stop(cp);
     rc = st == CV_OK ? CV_EXIT_OK : CV_EXIT_FAIL;
 out:
     if (lockfd >= 0)

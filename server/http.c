@@ -406,8 +406,10 @@ static int authorize(struct cv_request *req)
         return 1;
     }
     if (req->who.role == CV_ROLE_APPLICANT) {
+        /* A case token reaches only its own case ({id}) and id-less routes
+         * that list the applicant role (whoami). */
         const char *id = cv_req_param(req, "id");
-        if (id == NULL || strcmp(id, req->who.case_id) != 0) {
+        if (id != NULL && strcmp(id, req->who.case_id) != 0) {
             cv_reply_problem(req, CV_E_NOT_FOUND, NULL, "no such case");
             return 1;
         }
@@ -501,15 +503,22 @@ static void receive(struct cv_request *req, const char *data, size_t n)
             return;
         }
         if (req->body_len + n > req->body_cap) {
+            /* Grow by copy (never realloc), wiping the old buffer: JSON
+             * bodies may carry PII (real-name records, case applications). */
             size_t ncap = req->body_cap ? req->body_cap : 4096;
             while (ncap < req->body_len + n)
                 ncap *= 2;
             if (ncap > cfg->max_json_bytes)
                 ncap = cfg->max_json_bytes;
-            char *nb = realloc(req->body, ncap);
+            char *nb = malloc(ncap);
             if (nb == NULL) {
                 req->failed = CV_E_NOMEM;
                 return;
+            }
+            if (req->body) {
+                memcpy(nb, req->body, req->body_len);
+                sodium_memzero(req->body, req->body_cap);
+                free(req->body);
             }
             req->body = nb;
             req->body_cap = ncap;
@@ -622,7 +631,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     cv_log(status >= 500 ? "error" : "info", "request", f);
     cv_metrics_inflight(-1);
     conn_arm(conn, 1);
-    free(req->body);
+    if (req->body) {
+        sodium_memzero(req->body, req->body_cap);
+        free(req->body);
+    }
     free(req);
 }
 
@@ -805,6 +817,9 @@ cv_status cv_http_run(struct cv_server *srv)
     long left = cv_metrics_inflight(0);
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    /* Producers of streamed bodies borrow the data dir: let them unwind. */
+    if (cv_stream_wait_idle(5000) > 0)
+        cv_log("error", "streamed responses still running at exit", NULL);
     f = json_object();
     json_object_set_new(f, "abandoned_requests", json_integer(left));
     cv_log("info", "stopped", f);

@@ -143,6 +143,26 @@ void cv_reply_header(struct cv_request *req, const char *name, const char *value
 /* cv_json_dumps_compact - canonical compact JSON with sorted keys (malloc'd). */
 char *cv_json_dumps_compact(const json_t *j);
 
+/* ---- streamed responses (server/stream.c) ---- */
+
+/* Writes the whole body to fd (a blocking pipe) and returns; an error cuts
+ * the stream short. Runs in its own thread: ctx must not borrow request memory. */
+typedef cv_status (*cv_stream_producer_fn)(void *ctx, int fd);
+
+/*
+ * cv_reply_stream - answer `status` with a body that fn(ctx, fd) produces in
+ * a new thread (chunked for HTTP/1.1). ctx_free(ctx) runs when fn returns
+ * (also when the stream cannot start, in which case a 500 problem is sent).
+ * Validate everything and append audit entries before calling this: once
+ * it returns, the status line is on its way.
+ */
+void cv_reply_stream(struct cv_request *req, unsigned status, const char *content_type,
+                     cv_stream_producer_fn fn, void *ctx, void (*ctx_free)(void *ctx));
+
+/* cv_stream_wait_idle - wait up to timeout_ms for every producer thread to
+ * finish; returns how many are still running. */
+int cv_stream_wait_idle(int64_t timeout_ms);
+
 /* ---- the server ---- */
 
 /*

@@ -4,12 +4,15 @@
  * thread) and dispatches.
  */
 #include <locale.h>
+#include <malloc.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "casevault/config.h"
@@ -31,16 +34,45 @@ static const struct {
      "      print a new operator token on stdout (shown once)\n"
      "  casevault token list --data DIR [--all]\n"
      "  casevault token revoke --data DIR --id TOKEN_ID"},
+    {"accounts", cv_cmd_accounts,
+     "accounts import --data DIR FILE.jsonl\n"
+     "      upsert real-name records, one JSON object per line (idempotent)"},
+#ifdef CV_TEST_HOOKS
+    /* TEST-ONLY (debug builds): insert a document row without an upload. */
+    {"_test-document-add", cv_cmd_test_document_add,
+     "_test-document-add --data DIR --case ID --kind KIND\n"
+     "      TEST-ONLY (debug builds): add a document row as an upload would"},
+#endif
+    {"audit", cv_cmd_audit,
+     "audit verify --data DIR\n"
+     "      recompute every leaf and node of the audit log and check every signed checkpoint;\n"
+     "      exit 1 naming the first bad index\n"
+     "  casevault audit checkpoint --data DIR [--size N]\n"
+     "      print the latest signed checkpoint (signing one for the current tree if it grew),\n"
+     "      or the one for tree size N"},
+    {"keys", cv_cmd_keys,
+     "keys rotate --data DIR [--batch N]\n"
+     "      new active master key; re-wrap every data key online (new key id on stdout)\n"
+     "  casevault keys rotate --data DIR --retire KEYID\n"
+     "      delete an old master key file once no row references it\n"
+     "  casevault keys export --data DIR --out FILE [--passphrase-file F]\n"
+     "      write the key files encrypted under a passphrase (Argon2id), for the key backup\n"
+     "  casevault keys import --in FILE --keys DIR [--passphrase-file F]\n"
+     "      write the key files of an export into DIR (never overwrites)"},
+    {"fsck", cv_cmd_fsck,
+     "fsck --data DIR\n"
+     "      decrypt every blob, check size and SHA-256, list missing and orphan files"},
+    {"blob", cv_cmd_blob,
+     "blob put --data DIR FILE|-\n"
+     "      store a file as an encrypted blob (id on stdout)\n"
+     "  casevault blob get --data DIR [--out FILE] ID\n"
+     "      write a blob's plaintext to stdout or FILE (audited)"},
     {"backup", cv_cmd_backup,
      "backup --data DIR --out FILE|- [--since BACKUP_ID]\n"
      "      stream a signed, still-encrypted backup (tar); prints the backup id"},
     {"restore", cv_cmd_restore,
      "restore --from FILE [--from FILE]... --keys DIR --data NEWDIR\n"
      "      restore a full backup then its incrementals into an empty NEWDIR"},
-    {"keys", cv_cmd_keys,
-     "keys export --data DIR --out FILE [--passphrase-file F]\n"
-     "      write the key files encrypted under a passphrase (Argon2id)\n"
-     "  casevault keys import --in FILE --keys DIR [--passphrase-file F]"},
     {"testhook-blobs", cv_cmd_testhook_blobs,
      "testhook-blobs --data DIR [--count N] [--size BYTES] [--marker TEXT] [--interval-ms MS]\n"
      "        [--batch N] [--quiet]\n"
@@ -86,6 +118,21 @@ static void set_locale(void)
         setlocale(LC_CTYPE, "C.utf8");
 }
 
+/* jansson holds copies of request bodies (real-name records, case
+ * applications): wipe every block it frees. */
+static void *json_alloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void json_wipe_free(void *p)
+{
+    if (p != NULL) {
+        sodium_memzero(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
 static void harden(void)
 {
     struct rlimit rl = {0, 0};
@@ -98,6 +145,7 @@ int main(int argc, char **argv)
 {
     harden();
     set_locale();
+    json_set_alloc_funcs(json_alloc, json_wipe_free);
     if (sodium_init() < 0) {
         fprintf(stderr, "casevault: libsodium failed to initialise\n");
         return CV_EXIT_FAIL;

@@ -17,6 +17,23 @@ void cv_route_tokens_list(struct cv_request *req);
 void cv_route_tokens_create(struct cv_request *req);
 void cv_route_tokens_revoke(struct cv_request *req);
 
+/* routes_accounts.c: real-name records (admin). */
+void cv_route_accounts_put(struct cv_request *req);
+
+/* routes_cases.c: cases (creation unauthenticated; applicant; reviewer/auditor). */
+void cv_route_cases_create(struct cv_request *req);
+void cv_route_cases_get(struct cv_request *req);
+void cv_route_cases_list(struct cv_request *req);
+void cv_route_cases_submit(struct cv_request *req);
+void cv_route_cases_decide(struct cv_request *req);
+void cv_route_cases_close(struct cv_request *req);
+
+/* routes_audit.c: checkpoints, proofs and entries of the audit log (auditor). */
+void cv_route_audit_checkpoint(struct cv_request *req);
+void cv_route_audit_inclusion(struct cv_request *req);
+void cv_route_audit_consistency(struct cv_request *req);
+void cv_route_audit_entries(struct cv_request *req);
+
 /* routes_backup.c: the backup stream (role backup). cv_backup_producers_wait
  * blocks until every producer thread ended (serve calls it after the daemon
  * stopped, before it frees the data dir). */

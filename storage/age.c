@@ -146,7 +146,8 @@ cv_status cv_age_writer_new(const uint8_t pk[32], cv_age_sink_fn sink, void *arg
     b64(body, 32, s2, sizeof s2);
     int hl =
         snprintf(header, sizeof header, "age-encryption.org/v1\n-> X25519 %s\n%s\n---", s1, s2);
-    hkdf32(NULL, 0, file_key, sizeof file_key, "header", hkey);
+    static const uint8_t empty_salt[1] = {0}; /* zero-length salt (RFC 5869 §2.2) */
+    hkdf32(empty_salt, 0, file_key, sizeof file_key, "header", hkey);
     crypto_auth_hmacsha256(mac, (const uint8_t *)header, (size_t)hl, hkey);
     b64(mac, 32, s3, sizeof s3);
     hl += snprintf(header + hl, sizeof header - (size_t)hl, " %s\n", s3);

@@ -89,6 +89,7 @@ cv_status cv_datadir_init(const char *root)
     cv_status rc = CV_E_IO;
     struct cv_datadir dd;
     struct cv_db *db = NULL;
+    struct cv_keyring *kr = NULL;
     char id[CV_ULID_LEN + 1];
     char now[CV_TIME_LEN + 1];
     int in_tx = 0;
@@ -123,12 +124,18 @@ cv_status cv_datadir_init(const char *root)
     in_tx = 0;
     if ((rc = cv_db_commit(db)) != CV_OK)
         goto out;
+    /* The log's origin (default casevault/<instance id>) and its verifier
+     * key keys/checkpoint.vkey; the server re-sets it from audit.origin. */
+    if ((rc = cv_keyring_open(dd.keys, db, &kr)) != CV_OK ||
+        (rc = cv_audit_set_origin(db, kr, dd.keys, NULL, "system", "system", NULL)) != CV_OK)
+        goto out;
     if ((rc = cv_fsync_dir(dd.root)) != CV_OK)
         goto out;
     rc = CV_OK;
 out:
     if (in_tx)
         cv_db_rollback(db);
+    cv_keyring_free(kr);
     cv_db_free(db);
     return rc;
 }
@@ -152,6 +159,11 @@ cv_status cv_datadir_open(const char *root, unsigned readers, struct cv_datadir 
         goto out;
     if ((rc = cv_keyring_open(dd->keys, dd->db, &dd->kr)) != CV_OK)
         goto out;
+    /* An operator may have removed the (disposable) staging dir. */
+    if (mkdir(dd->tmp, 0700) != 0 && errno != EEXIST) {
+        rc = CV_E_IO;
+        goto out;
+    }
     if ((rc = cv_blobstore_open_local(dd->blobs, dd->tmp, dd->db, dd->kr, &dd->bs)) != CV_OK)
         goto out;
     *out = dd;

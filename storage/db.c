@@ -22,6 +22,7 @@
 #include "db_internal.h"
 
 #define BUSY_TIMEOUT_MS 10000
+#define WRITER_STMTS    16
 
 struct cv_db {
     sqlite3 *writer;
@@ -31,6 +32,12 @@ struct cv_db {
     unsigned char *reader_busy;
     pthread_mutex_t rlock;
     pthread_cond_t rcond;
+    /* Prepared statements on the writer, keyed by the SQL literal's
+     * address (cv_db_writer_stmt); used under wlock, finalized at free. */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } wstmt[WRITER_STMTS];
 };
 
 cv_status cv_db_status(int rc)
@@ -215,6 +222,8 @@ void cv_db_free(struct cv_db *db)
         return;
     for (unsigned i = 0; i < db->nreaders; i++)
         sqlite3_close(db->readers[i]);
+    for (unsigned i = 0; i < WRITER_STMTS; i++)
+        sqlite3_finalize(db->wstmt[i].st);
     sqlite3_close(db->writer);
     free(db->readers);
     free(db->reader_busy);
@@ -257,6 +266,28 @@ void cv_db_rollback(struct cv_db *db)
 sqlite3 *cv_db_writer(struct cv_db *db)
 {
     return db->writer;
+}
+
+sqlite3_stmt *cv_db_writer_stmt(struct cv_db *db, const char *sql)
+{
+    for (unsigned i = 0; i < WRITER_STMTS; i++) {
+        if (db->wstmt[i].sql == sql) {
+            sqlite3_reset(db->wstmt[i].st);
+            sqlite3_clear_bindings(db->wstmt[i].st);
+            return db->wstmt[i].st;
+        }
+        if (db->wstmt[i].sql == NULL) {
+            if (sqlite3_prepare_v3(db->writer, sql, -1, SQLITE_PREPARE_PERSISTENT, &db->wstmt[i].st,
+                                   NULL) != SQLITE_OK) {
+                sqlite3_finalize(db->wstmt[i].st);
+                db->wstmt[i].st = NULL;
+                return NULL;
+            }
+            db->wstmt[i].sql = sql;
+            return db->wstmt[i].st;
+        }
+    }
+    return NULL; /* cache full: the caller prepares its own */
 }
 
 sqlite3 *cv_db_reader_get(struct cv_db *db)

@@ -13,6 +13,16 @@
  * on the calling thread. */
 sqlite3 *cv_db_writer(struct cv_db *db);
 
+/*
+ * cv_db_writer_stmt - a cached prepared statement on the writer connection
+ * for `sql`, which must be a string literal (the cache is keyed by its
+ * address). Returned reset with bindings cleared; the caller must
+ * sqlite3_reset it after use and never finalize it (cv_db_free does).
+ * Only between cv_db_begin and commit/rollback, like cv_db_writer. NULL if
+ * it cannot be prepared or the cache (16) is full: prepare your own then.
+ */
+sqlite3_stmt *cv_db_writer_stmt(struct cv_db *db, const char *sql);
+
 /* Borrow a reader connection (blocks while all are in use); give it back
  * with cv_db_reader_put. Never returns NULL. */
 sqlite3 *cv_db_reader_get(struct cv_db *db);

@@ -262,7 +262,15 @@ static cv_status load_keks(struct cv_keyring *kr, const char *keys_dir)
         kr->nkeks++;
         if ((rc = cv_path_join(path, sizeof path, keys_dir, e->d_name)) != CV_OK)
             goto out;
-        if ((rc = read_key_file(path, k->key, CV_KEY_BYTES)) != CV_OK)
+        rc = read_key_file(path, k->key, CV_KEY_BYTES);
+        if (rc == CV_E_KEY_MISSING) {
+            /* Retired by another process since the listing: skip it. */
+            secure_free(k->key);
+            memset(k, 0, sizeof *k);
+            kr->nkeks--;
+            continue;
+        }
+        if (rc != CV_OK)
             goto out;
         sodium_mprotect_noaccess(k->key);
     }
@@ -334,10 +342,17 @@ cv_status cv_keyring_open(const char *keys_dir, struct cv_db *db, struct cv_keyr
         rc = rc == CV_E_NOT_FOUND ? CV_E_KEY_MISSING : rc;
         goto out;
     }
-    if (find_kek(kr, kr->active) == NULL) {
-        rc = CV_E_KEY_MISSING;
-        goto out;
+    /* A rotation by another process may have added the active KEK after
+     * the directory listing: load it by name. */
+    struct kek *ak = NULL;
+    for (int tries = 0; (rc = get_kek_locked(kr, kr->active, &ak)) == CV_E_KEY_MISSING && tries < 3;
+         tries++) {
+        /* ... or rotated again and retired the key we just read: re-read. */
+        if ((rc = cv_db_meta_get(db, "active_kek", kr->active, sizeof kr->active)) != CV_OK)
+            break;
     }
+    if (rc != CV_OK)
+        goto out;
     /* signing key */
     if ((rc = cv_path_join(path, sizeof path, keys_dir, SIGN_FILE)) != CV_OK)
         goto out;
@@ -362,9 +377,9 @@ cv_status cv_keyring_open(const char *keys_dir, struct cv_db *db, struct cv_keyr
         goto out;
     }
     const char *kid = (const char *)sqlite3_column_text(st, 0);
-    struct kek *k = kid ? find_kek(kr, kid) : NULL;
-    if (k == NULL) {
-        rc = CV_E_KEY_MISSING;
+    struct kek *k = NULL;
+    if (kid == NULL || (rc = get_kek_locked(kr, kid, &k)) != CV_OK) {
+        rc = kid == NULL ? CV_E_KEY_MISSING : rc;
         goto out;
     }
     if (sqlite3_column_bytes(st, 1) != CV_WRAPPED_BYTES) {
@@ -662,7 +677,7 @@ static cv_status switch_active(struct cv_keyring *kr, const char *new_id,
                            NULL) != SQLITE_OK)
         goto out;
     for (size_t i = 0; i < n; i++) {
-        snprintf(ad, sizeof ad, "root/%s", rows[i].purpose);
+        snprintf(ad, sizeof ad, "root/%.31s", rows[i].purpose);
         if ((rc = cv_keyring_rewrap(kr, ad, rows[i].kek, rows[i].wrapped, new_id,
                                     rows[i].wrapped)) != CV_OK)
             goto out;
@@ -824,8 +839,15 @@ cv_status cv_keyring_rotate(struct cv_keyring *kr, unsigned batch, const struct 
         goto out;
     if ((rc = new_kek(kr, s.new_kek)) != CV_OK)
         goto out;
-    if ((rc = switch_active(kr, s.new_kek, who, &s)) != CV_OK)
+    if ((rc = switch_active(kr, s.new_kek, who, &s)) != CV_OK) {
+        /* Never referenced: the switch rolled back. Remove the file so a
+         * failed attempt leaves no stray key behind. */
+        char name[CV_KEY_ID_LEN + 8], path[PATH_MAX];
+        snprintf(name, sizeof name, "%s.kek", s.new_kek);
+        if (cv_path_join(path, sizeof path, kr->keys_dir, name) == CV_OK && unlink(path) == 0)
+            cv_fsync_dir(kr->keys_dir);
         goto out;
+    }
     pthread_mutex_lock(&kr->lock);
     memcpy(kr->active, s.new_kek, sizeof s.new_kek);
     pthread_mutex_unlock(&kr->lock);

@@ -8,7 +8,10 @@
  * its own random data key (DEK), wrapped by the active master key (KEK) with
  * associated data "blob/<id>" (storage/keyring); the wrapped DEK, plaintext
  * size and SHA-256 live in the `blobs` table. No plaintext byte is written
- * to disk, and memory per put or get is one chunk whatever the blob size.
+ * to disk, and memory per put or get is bounded whatever the blob size: a
+ * get holds one chunk; a put holds two chunk slots and, for blobs longer
+ * than four chunks, one helper thread that hashes and writes one slot while
+ * the caller encrypts the next.
  *
  * Where the bytes go is a backend behind struct cv_blobstore_ops (local
  * files now: DATA/tmp for staging, DATA/blobs/xx/yy/<id> when published;
@@ -201,7 +204,8 @@ cv_status cv_blob_get_open_info(struct cv_blobstore *bs, const struct cv_blob_in
                                 struct cv_blob_reader **out);
 
 /*
- * cv_blob_get_read - next plaintext bytes into buf[cap]. *got = 0 means the
+ * cv_blob_get_read - next plaintext bytes into buf[cap] (cap > 0, else
+ * CV_E_ARG). *got = 0 means the
  * end, reached only after the TAG_FINAL chunk, no trailing byte, and the
  * plaintext size and SHA-256 equal the row's. Errors: CV_E_BLOB_AUTH
  * (a chunk fails authentication: tampered, reordered or wrong key),

@@ -41,6 +41,7 @@ struct cv_config {
     /* [cases] */
     unsigned case_token_ttl_s;
     unsigned max_failed_attempts;
+    unsigned failed_attempts_window_s;
     /* [decision] */
     int four_eyes;
     /* [audit] */

@@ -51,7 +51,10 @@ cv_status cv_keyring_init_dir(const char *keys_dir, struct cv_db *db);
 
 /*
  * cv_keyring_open - load every KEK file of keys_dir, the signing key, and
- * unwrap the field root key from db. Out: *out, free with cv_keyring_free.
+ * unwrap the field root key from db. Safe while another process rotates or
+ * retires keys (a key file added after the listing is loaded by name, one
+ * removed after it is skipped). kr keeps keys_dir and db (borrowed) for
+ * on-demand loading. Out: *out, free with cv_keyring_free.
  * Errors: CV_E_KEY_MISSING (the active KEK or a KEK the root key needs is
  * absent; the message names no key material), CV_E_KEY_INVALID (a key file
  * of the wrong size or mode wider than 0600), CV_E_CRYPTO (unwrap failed),
@@ -79,10 +82,12 @@ cv_status cv_keyring_wrap(struct cv_keyring *kr, const char *ad, const uint8_t k
                           char kek_id_out[CV_KEY_ID_LEN + 1], uint8_t wrapped[CV_WRAPPED_BYTES]);
 
 /*
- * cv_keyring_unwrap - reverse of cv_keyring_wrap under KEK kek_id.
- * Out: key_out (32 bytes; the caller should hold it in sodium_malloc memory
- * and wipe it). Errors: CV_E_KEY_MISSING (kek_id not loaded), CV_E_CRYPTO
- * (authentication failed: wrong ad, wrong key, tampered).
+ * cv_keyring_unwrap - reverse of cv_keyring_wrap under KEK kek_id; a KEK
+ * not loaded yet (made by a rotation in another process) is read from its
+ * file. Out: key_out (32 bytes; the caller should hold it in sodium_malloc
+ * memory and wipe it). Errors: CV_E_KEY_MISSING (no such key file),
+ * CV_E_KEY_INVALID, CV_E_CRYPTO (authentication failed: wrong ad, wrong
+ * key, tampered).
  */
 cv_status cv_keyring_unwrap(struct cv_keyring *kr, const char *ad, const char *kek_id,
                             const uint8_t wrapped[CV_WRAPPED_BYTES], uint8_t key_out[CV_KEY_BYTES]);

@@ -666,6 +666,191 @@ static void test_rotation_under_reads(void **state)
     cv_datadir_free(fresh);
 }
 
+/* ---- a second backend: in memory, with a write that fails on demand ---- */
+
+struct membe {
+    uint8_t *data;
+    size_t len, cap;
+    char id[CV_ULID_LEN + 1];
+    int published, writes, fail_at;
+};
+
+static cv_status m_stage_open(void *be, const char *id, void **h)
+{
+    struct membe *m = be;
+    memcpy(m->id, id, sizeof m->id);
+    m->len = 0;
+    m->published = 0;
+    *h = m;
+    return CV_OK;
+}
+
+static cv_status m_stage_write(void *h, const void *buf, size_t len)
+{
+    struct membe *m = h;
+    if (++m->writes == m->fail_at)
+        return CV_E_IO;
+    if (m->len + len > m->cap) {
+        m->cap = (m->len + len) * 2;
+        m->data = realloc(m->data, m->cap);
+    }
+    memcpy(m->data + m->len, buf, len);
+    m->len += len;
+    return CV_OK;
+}
+
+static cv_status m_ok(void *h)
+{
+    (void)h;
+    return CV_OK;
+}
+
+static cv_status m_publish(void *h)
+{
+    ((struct membe *)h)->published = 1;
+    return CV_OK;
+}
+
+static void m_discard(void *h)
+{
+    struct membe *m = h;
+    m->len = 0;
+    m->published = 0;
+}
+
+static void m_release(void *h)
+{
+    (void)h;
+}
+
+struct mrd {
+    struct membe *m;
+    size_t off;
+};
+
+static cv_status m_open(void *be, const char *id, void **h, uint64_t *stored)
+{
+    struct membe *m = be;
+    struct mrd *r;
+    if (!m->published || strcmp(id, m->id) != 0)
+        return CV_E_NOT_FOUND;
+    r = calloc(1, sizeof *r);
+    r->m = m;
+    *h = r;
+    *stored = m->len;
+    return CV_OK;
+}
+
+static cv_status m_read(void *h, void *buf, size_t cap, size_t *got)
+{
+    struct mrd *r = h;
+    size_t n = r->m->len - r->off < cap ? r->m->len - r->off : cap;
+    memcpy(buf, r->m->data + r->off, n);
+    r->off += n;
+    *got = n;
+    return CV_OK;
+}
+
+static void m_close(void *h)
+{
+    free(h);
+}
+
+static cv_status m_stat(void *be, const char *id, uint64_t *stored)
+{
+    struct membe *m = be;
+    if (!m->published || strcmp(id, m->id) != 0)
+        return CV_E_NOT_FOUND;
+    *stored = m->len;
+    return CV_OK;
+}
+
+static cv_status m_remove(void *be, const char *id)
+{
+    (void)id;
+    m_discard(be);
+    return CV_OK;
+}
+
+static cv_status m_list(void *be, int (*fn)(const char *id, int in_flight, void *arg), void *arg)
+{
+    struct membe *m = be;
+    if (m->published)
+        fn(m->id, 0, arg);
+    return CV_OK;
+}
+
+static void m_free(void *be)
+{
+    struct membe *m = be;
+    free(m->data);
+    free(m);
+}
+
+static const struct cv_blobstore_ops mem_ops = {
+    .name = "memory",
+    .stage_open = m_stage_open,
+    .stage_write = m_stage_write,
+    .stage_sync = m_ok,
+    .stage_publish = m_publish,
+    .stage_discard = m_discard,
+    .stage_release = m_release,
+    .open = m_open,
+    .read = m_read,
+    .close = m_close,
+    .stat = m_stat,
+    .remove = m_remove,
+    .list = m_list,
+    .free = m_free,
+};
+
+static void test_other_backend_and_write_errors(void **state)
+{
+    struct fx *f = *state;
+    struct cv_blobstore *bs = NULL;
+    struct membe *m = calloc(1, sizeof *m);
+    struct cv_blob_writer *w = NULL;
+    struct cv_blob_info info;
+    uint8_t *buf = malloc(1 << 20);
+    fill(buf, 0, 1 << 20);
+    assert_int_equal(cv_blobstore_new(&mem_ops, m, f->dd->db, f->dd->kr, &bs), CV_OK);
+    /* A round trip through the same encryption layer. */
+    assert_int_equal(cv_blob_put_begin(bs, &w), CV_OK);
+    assert_int_equal(cv_blob_put_write(w, buf, 1 << 20), CV_OK);
+    assert_int_equal(cv_blob_put_finish(w, &info), CV_OK);
+    assert_int_equal(cv_blob_put_commit(w), CV_OK);
+    assert_int_equal(cv_db_begin(f->dd->db), CV_OK);
+    assert_int_equal(cv_blob_record(bs, &info), CV_OK);
+    assert_int_equal(cv_db_commit(f->dd->db), CV_OK);
+    cv_blob_put_done(w);
+    assert_int_equal(m->len, cv_blob_stored_size(1 << 20, CV_BLOB_CHUNK));
+    assert_int_equal(get_check(bs, info.id, 1 << 20, 4096), CV_OK);
+    /* A write failing before, at and after the helper thread starts: the
+     * error surfaces from write or finish, and abort cleans up. */
+    for (int at = 1; at <= 12; at++) {
+        m->writes = 0;
+        m->fail_at = at;
+        cv_status rc = cv_blob_put_begin(bs, &w);
+        if (at == 1) {
+            assert_int_equal(rc, CV_E_IO); /* the header write */
+            continue;
+        }
+        assert_int_equal(rc, CV_OK);
+        for (int i = 0; i < 16 && rc == CV_OK; i++)
+            rc = cv_blob_put_write(w, buf, 65536);
+        if (rc == CV_OK)
+            rc = cv_blob_put_finish(w, &info);
+        assert_int_equal(rc, CV_E_IO);
+        assert_int_equal(cv_blob_put_write(w, buf, 1), CV_E_ARG);
+        assert_int_equal(cv_blob_put_commit(w), CV_E_ARG);
+        cv_blob_put_abort(w);
+        assert_int_equal(m->len, 0);
+    }
+    cv_blobstore_free(bs);
+    cv_blobstore_free(NULL);
+    free(buf);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -679,6 +864,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_plaintext_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_under_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_backend_and_write_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
