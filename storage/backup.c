@@ -32,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -70,6 +72,7 @@ struct cv_backup_job {
     size_t nblobs;
     int64_t mtime;
     int streamed;
+    int lockfd; /* flock on dir while the job lives: sweeps leave it alone */
 };
 
 /* ---- small helpers ---- */
@@ -317,6 +320,37 @@ fail:
     return rc;
 }
 
+/*
+ * Remove snapshot directories that a crashed backup left in DATA/tmp: a
+ * "backup-*" directory nobody holds locked and untouched for a minute (the
+ * age covers the instant between mkdtemp and flock of a starting job).
+ * Best effort: the server's start-up sweep removes files only.
+ */
+static void sweep_stale(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    char path[PATH_MAX];
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (strncmp(e->d_name, "backup-", 7) != 0 ||
+            cv_path_join(path, sizeof path, tmp, e->d_name) != CV_OK || lstat(path, &sb) != 0 ||
+            !S_ISDIR(sb.st_mode) || time(NULL) - sb.st_mtime < 60)
+            continue;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            empty_dir(path);
+            rmdir(path);
+        }
+        close(fd);
+    }
+    closedir(d);
+}
+
 cv_status cv_backup_prepare(struct cv_datadir *dd, const char *since,
                             const struct cv_backup_actor *who, struct cv_backup_job **out,
                             struct cv_backup_info *info)
@@ -332,6 +366,8 @@ cv_status cv_backup_prepare(struct cv_datadir *dd, const char *since,
     if ((job = calloc(1, sizeof *job)) == NULL)
         goto out;
     job->dd = dd;
+    job->lockfd = -1;
+    sweep_stale(dd->tmp);
     rc = CV_E_LIMIT;
     if (snprintf(job->dir, sizeof job->dir, "%s/backup-XXXXXX", dd->tmp) >= (int)sizeof job->dir)
         goto out;
@@ -340,6 +376,9 @@ cv_status cv_backup_prepare(struct cv_datadir *dd, const char *since,
         job->dir[0] = '\0';
         goto out;
     }
+    if ((job->lockfd = open(job->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        flock(job->lockfd, LOCK_EX | LOCK_NB) != 0)
+        goto out;
     if ((rc = cv_path_join(job->snap, sizeof job->snap, job->dir, "casevault.db")) != CV_OK)
         goto out;
     cv_ulid_new(job->info.id);
@@ -375,6 +414,8 @@ void cv_backup_job_free(struct cv_backup_job *job)
         empty_dir(job->dir);
         rmdir(job->dir);
     }
+    if (job->lockfd >= 0)
+        close(job->lockfd);
     free(job->blobs);
     free(job);
 }

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -279,7 +281,17 @@ static void test_stream_reader_gone(void **state)
     int fds[2];
     for (unsigned i = 0; i < 4; i++)
         assert_int_equal(put_one(f->dd, 300000, i), CV_OK);
+    /* a snapshot dir left by a crashed backup an hour ago is swept */
+    char stale[200], staledb[230];
+    snprintf(stale, sizeof stale, "%s/tmp/backup-AbC123", f->root);
+    snprintf(staledb, sizeof staledb, "%s/casevault.db", stale);
+    assert_int_equal(mkdir(stale, 0700), 0);
+    assert_int_equal(cv_file_write_durable(staledb, "x", 1, 0600, 0), CV_OK);
+    struct timeval old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    assert_int_equal(utimes(stale, old), 0);
     assert_int_equal(cv_backup_prepare(f->dd, NULL, NULL, &job, NULL), CV_OK);
+    struct stat sb;
+    assert_int_equal(stat(stale, &sb), -1);
     assert_int_equal(pipe(fds), 0);
     close(fds[0]);
     signal(SIGPIPE, SIG_IGN);
