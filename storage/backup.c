@@ -820,7 +820,7 @@ static cv_status read_archive(struct rs *r, int fd, unsigned idx, struct rs_arch
             break;
         if (rc != CV_OK) {
             if (rc == CV_E_UNSAFE_ARCHIVE_ENTRY)
-                say(r, "unsafe archive entry \"%s\"", name);
+                say(r, "unsafe archive entry \"%s\"", name ? name : "?");
             goto out;
         }
         rc = CV_E_UNSAFE_ARCHIVE_ENTRY;
@@ -1156,11 +1156,16 @@ out:
 
 static cv_status target_prepare(const char *target, int *created)
 {
-    DIR *d = opendir(target);
+    /* never through a symlink: the target itself must be a real directory */
+    int fd = open(target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     *created = 0;
     if (d == NULL) {
-        if (errno != ENOENT)
-            return errno == ENOTDIR ? CV_E_NOT_EMPTY : CV_E_IO;
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        if (err != ENOENT)
+            return err == ENOTDIR || err == ELOOP ? CV_E_NOT_EMPTY : CV_E_IO;
         if (mkdir(target, 0700) != 0)
             return CV_E_IO;
         *created = 1;
@@ -1213,7 +1218,7 @@ cv_status cv_restore(const char *const *from, size_t nfrom, const char *keys_dir
         goto out;
     }
     if ((rc = target_prepare(target, &created)) != CV_OK) {
-        say(&r, "%s", "the target must be missing or an empty directory");
+        say(&r, "%s", "the target must be missing or an empty directory (not a symlink)");
         goto out;
     }
     touched = 1;

@@ -246,6 +246,11 @@ def test_restore_refuses_non_empty_target_and_usage(source, tmp_path):
     p = restore([source["full"]], source["keys"], target)
     assert p.returncode == 1 and "not empty" in p.stderr
     assert (target / "x").read_text() == "keep" and os.listdir(target) == ["x"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    os.symlink(empty, tmp_path / "link")
+    p = restore([source["full"]], source["keys"], tmp_path / "link")
+    assert p.returncode == 1 and "not a symlink" in p.stderr and os.listdir(empty) == []
     for args, msg in [
         (["restore", "--keys", "k", "--data", "d"], "--from FILE is required"),
         (["restore", "--from", "f", "--data", "d"], "--keys DIR is required"),
