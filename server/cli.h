@@ -52,6 +52,8 @@ int cv_cmd_audit(int argc, char **argv);
 int cv_cmd_blob(int argc, char **argv);
 int cv_cmd_keys(int argc, char **argv);
 int cv_cmd_fsck(int argc, char **argv);
+
+int cv_cmd_normalize(int argc, char **argv);
 int cv_cmd_help(int argc, char **argv);
 int cv_cmd_version(int argc, char **argv);
 int cv_cmd_backup(int argc, char **argv);

@@ -67,6 +67,9 @@ static const struct {
      "      store a file as an encrypted blob (id on stdout)\n"
      "  casevault blob get --data DIR [--out FILE] ID\n"
      "      write a blob's plaintext to stdout or FILE (audited)"},
+    {"normalize", cv_cmd_normalize,
+     "normalize --kind id_in_hand|business_license [--set intake.KEY=VALUE]... IN OUT\n"
+     "      run one image through the sandboxed decoder pool; one JSON line on stdout"},
     {"backup", cv_cmd_backup,
      "backup --data DIR --out FILE|- [--since BACKUP_ID]\n"
      "      stream a signed, still-encrypted backup (tar); prints the backup id"},
