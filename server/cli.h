@@ -56,6 +56,12 @@ int cv_cmd_fsck(int argc, char **argv);
 int cv_cmd_normalize(int argc, char **argv);
 int cv_cmd_help(int argc, char **argv);
 int cv_cmd_version(int argc, char **argv);
+int cv_cmd_backup(int argc, char **argv);
+int cv_cmd_restore(int argc, char **argv);
+int cv_cmd_testhook_blobs(int argc, char **argv);
+int cv_cmd_testhook_verify_blobs(int argc, char **argv);
+int cv_cmd_keys_export(int argc, char **argv);
+int cv_cmd_keys_import(int argc, char **argv);
 
 /* cv_help_text - the full usage text, including every config key. */
 void cv_help_print(void);

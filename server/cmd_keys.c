@@ -3,7 +3,7 @@
  * `casevault keys rotate --data DIR --retire KEYID`. Rotation runs online:
  * a server on the same data dir keeps serving and follows the new key.
  * stdout: the new key id (rotate) or the retired one; progress and counts
- * on stderr.
+ * on stderr. `keys export|import` (the key backup) are in cmd_keys_backup.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,10 +104,16 @@ out:
 int cv_cmd_keys(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage("keys", "expected a subcommand: rotate");
+        return cli_usage("keys", "expected a subcommand: rotate, export or import");
     if (strcmp(argv[1], "rotate") == 0)
         return keys_rotate(argc - 1, argv + 1);
+    /* the separate key backup: server/cmd_keys_backup.c */
+    if (strcmp(argv[1], "export") == 0)
+        return cv_cmd_keys_export(argc - 1, argv + 1);
+    if (strcmp(argv[1], "import") == 0)
+        return cv_cmd_keys_import(argc - 1, argv + 1);
     char msg[160];
-    snprintf(msg, sizeof msg, "unknown subcommand '%.60s' (expected rotate)", argv[1]);
+    snprintf(msg, sizeof msg, "unknown subcommand '%.60s' (expected rotate, export or import)",
+             argv[1]);
     return cli_usage("keys", msg);
 }

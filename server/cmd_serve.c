@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "http.h"
 #include "log.h"
+#include "routes.h"
 #include "router.h"
 
 struct sets {
@@ -146,6 +147,9 @@ int cv_cmd_serve(int argc, char **argv)
         goto out;
     }
     st = cv_http_run(&srv);
+    /* The daemon is stopped (every pipe's read end closed): backup producers
+     * end with EPIPE; they use srv.dd until they do. */
+    cv_backup_producers_wait();
     cv_checkpointer_stop(cp);
     rc = st == CV_OK ? CV_EXIT_OK : CV_EXIT_FAIL;
 out:

@@ -54,7 +54,11 @@ static const struct {
      "keys rotate --data DIR [--batch N]\n"
      "      new active master key; re-wrap every data key online (new key id on stdout)\n"
      "  casevault keys rotate --data DIR --retire KEYID\n"
-     "      delete an old master key file once no row references it"},
+     "      delete an old master key file once no row references it\n"
+     "  casevault keys export --data DIR --out FILE [--passphrase-file F]\n"
+     "      write the key files encrypted under a passphrase (Argon2id), for the key backup\n"
+     "  casevault keys import --in FILE --keys DIR [--passphrase-file F]\n"
+     "      write the key files of an export into DIR (never overwrites)"},
     {"fsck", cv_cmd_fsck,
      "fsck --data DIR\n"
      "      decrypt every blob, check size and SHA-256, list missing and orphan files"},
@@ -66,6 +70,19 @@ static const struct {
     {"normalize", cv_cmd_normalize,
      "normalize --kind id_in_hand|business_license [--set intake.KEY=VALUE]... IN OUT\n"
      "      run one image through the sandboxed decoder pool; one JSON line on stdout"},
+    {"backup", cv_cmd_backup,
+     "backup --data DIR --out FILE|- [--since BACKUP_ID]\n"
+     "      stream a signed, still-encrypted backup (tar); prints the backup id"},
+    {"restore", cv_cmd_restore,
+     "restore --from FILE [--from FILE]... --keys DIR --data NEWDIR\n"
+     "      restore a full backup then its incrementals into an empty NEWDIR"},
+    {"testhook-blobs", cv_cmd_testhook_blobs,
+     "testhook-blobs --data DIR [--count N] [--size BYTES] [--marker TEXT] [--interval-ms MS]\n"
+     "        [--batch N] [--quiet]\n"
+     "      TEST HOOK: put N blobs with rows (stand-in for uploads)"},
+    {"testhook-verify-blobs", cv_cmd_testhook_verify_blobs,
+     "testhook-verify-blobs --data DIR\n"
+     "      TEST HOOK: decrypt and check every blob (stand-in for fsck)"},
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };
