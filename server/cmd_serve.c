@@ -147,9 +147,6 @@ int cv_cmd_serve(int argc, char **argv)
         goto out;
     }
     st = cv_http_run(&srv);
-    /* The daemon is stopped (every pipe's read end closed): backup producers
-     * end with EPIPE; they use srv.dd until they do. */
-    cv_backup_producers_wait();
     cv_checkpointer_stop(cp);
     rc = st == CV_OK ? CV_EXIT_OK : CV_EXIT_FAIL;
 out:

@@ -817,9 +817,10 @@ cv_status cv_http_run(struct cv_server *srv)
     long left = cv_metrics_inflight(0);
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
-    /* Producers of streamed bodies borrow the data dir: let them unwind. */
-    if (cv_stream_wait_idle(5000) > 0)
-        cv_log("error", "streamed responses still running at exit", NULL);
+    /* Producers of streamed bodies borrow the data dir: they end with EPIPE
+     * now that every pipe's read end is closed; wait for them. */
+    while (cv_stream_wait_idle(5000) > 0)
+        cv_log("warn", "waiting for streamed responses to unwind", NULL);
     f = json_object();
     json_object_set_new(f, "abandoned_requests", json_integer(left));
     cv_log("info", "stopped", f);

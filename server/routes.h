@@ -34,10 +34,7 @@ void cv_route_audit_inclusion(struct cv_request *req);
 void cv_route_audit_consistency(struct cv_request *req);
 void cv_route_audit_entries(struct cv_request *req);
 
-/* routes_backup.c: the backup stream (role backup). cv_backup_producers_wait
- * blocks until every producer thread ended (serve calls it after the daemon
- * stopped, before it frees the data dir). */
+/* routes_backup.c: the backup stream (role backup). */
 void cv_route_backup(struct cv_request *req);
-void cv_backup_producers_wait(void);
 
 #endif
