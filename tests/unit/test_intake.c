@@ -537,6 +537,63 @@ static void test_pool_memory_limit(void **state)
     free(jpg);
 }
 
+struct dribble {
+    const uint8_t *p;
+    size_t left;
+    size_t fail_after; /* bytes delivered before read fails; SIZE_MAX = never */
+    size_t given;
+};
+
+/* Delivers 1000 bytes at a time (or an error), like a blob store decrypting chunks. */
+static ssize_t dribble_read(void *arg, uint8_t *buf, size_t cap)
+{
+    struct dribble *d = arg;
+    if (d->given >= d->fail_after || d->left == 0)
+        return -1;
+    size_t n = cap < 1000 ? cap : 1000;
+    if (n > d->left)
+        n = d->left;
+    memcpy(buf, d->p, n);
+    d->p += n;
+    d->left -= n;
+    d->given += n;
+    return (ssize_t)n;
+}
+
+static void test_pool_stream(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *jpg = slurp("C06a-exif6-plus-xmp6.jpg", &len);
+    if (jpg == NULL)
+        skip();
+    struct cv_intake_pool *p = mkpool(1, 1, 5);
+    struct dribble d = {jpg, len, SIZE_MAX, 0};
+    struct cv_intake_image img = {0};
+    assert_int_equal(cv_intake_pool_normalize_stream(p, len, dribble_read, &d, &LIM, &img), CV_OK);
+    assert_int_equal(img.width, 240);
+    assert_int_equal(img.height, 320);
+    assert_int_equal(img.orientation, 6);
+    assert_int_equal(img.src_width, 240);
+    assert_int_equal(img.src_height, 320);
+    cv_intake_image_deinit(&img);
+    cv_intake_image_deinit(&img); /* idempotent */
+    cv_intake_image_deinit(NULL);
+    /* the source fails half-way: CV_E_IO, output untouched, the pool carries on */
+    struct dribble bad = {jpg, len, len / 2, 0};
+    img.width = 12345;
+    assert_int_equal(cv_intake_pool_normalize_stream(p, len, dribble_read, &bad, &LIM, &img),
+                     CV_E_IO);
+    assert_int_equal(img.width, 12345);
+    assert_null(img.data);
+    struct dribble again = {jpg, len, SIZE_MAX, 0};
+    assert_int_equal(cv_intake_pool_normalize_stream(p, len, dribble_read, &again, &LIM, &img),
+                     CV_OK);
+    cv_intake_image_deinit(&img);
+    cv_intake_pool_free(p);
+    free(jpg);
+}
+
 static void test_scan_bomb_refused(void **state)
 {
     (void)state;
@@ -597,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_pool_hang_spares_others),
         cmocka_unit_test(test_pool_memory_limit),
         cmocka_unit_test(test_scan_bomb_refused),
+        cmocka_unit_test(test_pool_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
