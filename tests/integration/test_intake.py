@@ -356,3 +356,20 @@ def test_cli_usage_errors(shared, tmp_path):
     assert p.returncode == 1
     p = run_cli("normalize", "--kind", "id_in_hand", "--set", "server.max_body_bytes=100", ref, out)
     assert p.returncode == 1 and json.loads(p.stdout)["code"] == "payload_too_large"
+
+
+def test_webp_exif_orientation_matches_upright_twin(shared, tmp_path):
+    # ImageMagick 6 ignores WebP EXIF, so the oracle is the same picture stored
+    # upright in the corpus (formats/hopper.gif).
+    accept(os.path.join(CORPUS, "orientation/hopper_orientation_6.webp"), tmp_path / "w.jpg")
+    accept(os.path.join(CORPUS, "formats/hopper.gif"), tmp_path / "g.jpg")
+    ours, twin = pixels(tmp_path / "w.jpg", 4, 4), pixels(tmp_path / "g.jpg", 4, 4)
+    subprocess.run(["convert", str(tmp_path / "w.jpg"), "-rotate", "90", str(tmp_path / "r.png")],
+                   check=True)
+    turned = pixels(tmp_path / "r.png", 4, 4)
+
+    def d(a, b):
+        return sum(abs(x - y) for p, q in zip(a, b) for x, y in zip(p, q)) / 48
+
+    assert d(ours, twin) < 10 and d(turned, twin) > 2 * d(ours, twin) + 10, (d(ours, twin),
+                                                                           d(turned, twin))
