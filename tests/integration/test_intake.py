@@ -311,10 +311,13 @@ def test_c10_rgba16_transparent_black(shared, tmp_path):
                                   "C12b-png-20000x20000-zeros.png",
                                   "C12c-jpeg-sof-46000x46000.jpg"])
 def test_c12_bombs_refused_fast(shared, tmp_path, name):
+    base = accept(os.path.join(CASES, "REF-quadrant-320x240.jpg"), tmp_path / "r.jpg")
     t0 = time.monotonic()
     js = refuse(os.path.join(CASES, name), tmp_path / "o.jpg", "image_too_large", slow=False)
     assert time.monotonic() - t0 < 2.0
     assert js["ms"] < 1000
+    # decided from the header: the worker grew by less than 50 MiB over a tiny decode
+    assert 0 < js["worker_peak_kib"] < base["worker_peak_kib"] + 50 * 1024, (js, base)
 
 
 def test_c13_heic_by_content(shared, tmp_path):

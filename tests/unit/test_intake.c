@@ -401,7 +401,7 @@ static void proc_status(pid_t pid, const char *key, char *val, size_t cap)
     size_t kl = strlen(key);
     while (fgets(line, sizeof line, f))
         if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-            snprintf(val, cap, "%s", line + kl + 1);
+            snprintf(val, cap, "%.100s", line + kl + 1);
             val[strcspn(val, "\n")] = 0;
             break;
         }
@@ -510,6 +510,14 @@ static void test_pool_hang_spares_others(void **state)
     assert_int_equal(hung.rc, CV_E_IMAGE_UNDECODABLE);
     for (int i = 0; i < 3; i++)
         expect_quadrant(p, jpg, len);
+    struct cv_intake_pool_stats st;
+    cv_intake_pool_stats(p, &st);
+    assert_int_equal(st.jobs, 5);
+    assert_int_equal(st.ok, 4);
+    assert_int_equal(st.timed_out, 1);
+    assert_int_equal(st.crashed, 0);
+    assert_int_equal(st.busy, 0);
+    assert_true(st.last_peak_kib > 0 && st.max_peak_kib >= st.last_peak_kib);
     cv_intake_pool_free(p);
     free(jpg);
 }
@@ -531,6 +539,10 @@ static void test_pool_memory_limit(void **state)
     assert_int_equal(cv_intake_pool_new(&c, &p), CV_OK);
     struct cv_intake_image img = {0};
     assert_int_equal(cv_intake_pool_normalize(p, big, big_len, &LIM, &img), CV_E_IMAGE_UNDECODABLE);
+    struct cv_intake_pool_stats st;
+    cv_intake_pool_stats(p, &st);
+    assert_int_equal(st.jobs, 1);
+    assert_int_equal(st.ok, 0);
     expect_quadrant(p, jpg, len); /* the next job gets a fresh worker */
     cv_intake_pool_free(p);
     free(big);
