@@ -80,7 +80,7 @@ static int replay(const char *path, int depth)
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        snprintf(sub, sizeof sub, "%.3000s/%.255s", path, e->d_name);
         count += replay(sub, depth + 1);
     }
     closedir(d);
