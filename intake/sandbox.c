@@ -77,6 +77,7 @@ struct wire_resp {
     int32_t status;
     uint32_t format, width, height, src_width, src_height;
     int32_t orientation;
+    uint32_t peak_kib; /* worker's peak RSS (getrusage ru_maxrss) */
     uint64_t len;
 };
 
@@ -96,6 +97,7 @@ struct cv_intake_pool {
     unsigned n;
     struct slot *slots;
     unsigned waiting;
+    struct cv_intake_pool_stats stats; /* under mu */
 };
 
 /* ---- small I/O helpers (blocking, EINTR-safe) ---- */
@@ -293,6 +295,9 @@ static void worker_limits(const struct cv_intake_pool_config *cfg)
 static void worker_reply(int fd, cv_status st, const struct cv_intake_image *img)
 {
     struct wire_resp h = {.magic = WIRE_MAGIC_RESP, .status = (int32_t)st};
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0)
+        h.peak_kib = (uint32_t)ru.ru_maxrss;
     if (st == CV_OK) {
         h.format = (uint32_t)img->source;
         h.width = img->width;
@@ -543,6 +548,13 @@ void cv_intake_pool_free(struct cv_intake_pool *p)
     free(p);
 }
 
+void cv_intake_pool_stats(struct cv_intake_pool *p, struct cv_intake_pool_stats *out)
+{
+    pthread_mutex_lock(&p->mu);
+    *out = p->stats;
+    pthread_mutex_unlock(&p->mu);
+}
+
 size_t cv_intake_pool_worker_pids(struct cv_intake_pool *p, pid_t *pids, size_t cap)
 {
     size_t k = 0;
@@ -563,7 +575,8 @@ static int intake_status(int32_t st)
 
 /* One exchange with a fresh worker; any protocol failure is UNDECODABLE. */
 static cv_status run_job(struct cv_intake_pool *p, struct slot *s, size_t len, cv_intake_read_fn rd,
-                         void *arg, const struct cv_intake_limits *lim, struct cv_intake_image *out)
+                         void *arg, const struct cv_intake_limits *lim, struct cv_intake_image *out,
+                         int *lost, unsigned long *peak_kib)
 {
     cv_status rc = CV_E_IMAGE_UNDECODABLE;
     uint8_t *chunk = NULL, *data = NULL;
@@ -575,8 +588,10 @@ static cv_status run_job(struct cv_intake_pool *p, struct slot *s, size_t len, c
                           .max_out = lim->max_out_side_px,
                           .len = len};
     struct wire_resp rs;
-    if (send_deadline(s->fd, &rq, sizeof rq, deadline) != 0)
+    if (send_deadline(s->fd, &rq, sizeof rq, deadline) != 0) {
+        *lost = now_ms() >= deadline ? 2 : 1;
         goto out;
+    }
     chunk = malloc(CHUNK);
     if (chunk == NULL) {
         rc = CV_E_NOMEM;
@@ -589,13 +604,18 @@ static cv_status run_job(struct cv_intake_pool *p, struct slot *s, size_t len, c
             rc = CV_E_IO;
             goto out;
         }
-        if (send_deadline(s->fd, chunk, (size_t)n, deadline) != 0)
+        if (send_deadline(s->fd, chunk, (size_t)n, deadline) != 0) {
+            *lost = now_ms() >= deadline ? 2 : 1;
             goto out;
+        }
         done += (size_t)n;
     }
     if (recv_deadline(s->fd, &rs, sizeof rs, deadline) != 0 || rs.magic != WIRE_MAGIC_RESP ||
-        !intake_status(rs.status))
+        !intake_status(rs.status)) {
+        *lost = now_ms() >= deadline ? 2 : 1;
         goto out;
+    }
+    *peak_kib = rs.peak_kib;
     if (rs.status != CV_OK) {
         rc = rs.status == CV_E_NOMEM ? CV_E_IMAGE_UNDECODABLE : (cv_status)rs.status;
         goto out;
@@ -607,8 +627,10 @@ static cv_status run_job(struct cv_intake_pool *p, struct slot *s, size_t len, c
         rc = CV_E_NOMEM;
         goto out;
     }
-    if (recv_deadline(s->fd, data, rs.len, deadline) != 0)
+    if (recv_deadline(s->fd, data, rs.len, deadline) != 0) {
+        *lost = now_ms() >= deadline ? 2 : 1;
         goto out;
+    }
     memset(out, 0, sizeof *out);
     out->data = data;
     out->len = rs.len;
@@ -647,6 +669,7 @@ cv_status cv_intake_pool_normalize_stream(struct cv_intake_pool *p, size_t len,
         if (s != NULL)
             break;
         if (p->waiting >= p->cfg.queue_depth) {
+            p->stats.busy++;
             pthread_mutex_unlock(&p->mu);
             return CV_E_BUSY;
         }
@@ -661,11 +684,20 @@ cv_status cv_intake_pool_normalize_stream(struct cv_intake_pool *p, size_t len,
         retire(s);
         spawn(p, s);
     }
-    cv_status rc = s->fd >= 0 ? run_job(p, s, len, rd, arg, lim, out) : CV_E_IO;
+    int lost = 0; /* 1: worker died or broke the protocol, 2: deadline */
+    unsigned long peak = 0;
+    cv_status rc = s->fd >= 0 ? run_job(p, s, len, rd, arg, lim, out, &lost, &peak) : CV_E_IO;
     retire(s); /* one job per worker */
     spawn(p, s);
 
     pthread_mutex_lock(&p->mu);
+    p->stats.jobs++;
+    p->stats.ok += rc == CV_OK;
+    p->stats.crashed += lost == 1;
+    p->stats.timed_out += lost == 2;
+    p->stats.last_peak_kib = peak;
+    if (peak > p->stats.max_peak_kib)
+        p->stats.max_peak_kib = peak;
     s->busy = 0;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);

@@ -127,11 +127,14 @@ int cv_cmd_normalize(int argc, char **argv)
     s = cv_intake_pool_normalize_stream(pool, (size_t)st.st_size, fd_read, &src, &lim, &img);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    struct cv_intake_pool_stats ps;
+    cv_intake_pool_stats(pool, &ps);
     if (s != CV_OK) {
         int http;
         const char *code;
         cv_status_http(s, &http, &code);
-        printf("{\"code\":\"%s\",\"status\":%d,\"ms\":%.1f}\n", code, http, ms);
+        printf("{\"code\":\"%s\",\"status\":%d,\"ms\":%.1f,\"worker_peak_kib\":%lu}\n", code, http,
+               ms, ps.last_peak_kib);
         fprintf(stderr, "casevault normalize: %s: %s\n", pos[0], cv_status_str(s));
         ret = CV_EXIT_FAIL;
         goto out;
@@ -142,9 +145,9 @@ int cv_cmd_normalize(int argc, char **argv)
     }
     printf("{\"format\":\"%s\",\"media_type\":\"%s\",\"width\":%u,\"height\":%u,"
            "\"source_width\":%u,\"source_height\":%u,\"orientation\":%d,\"bytes\":%zu,"
-           "\"ms\":%.1f}\n",
+           "\"ms\":%.1f,\"worker_peak_kib\":%lu}\n",
            cv_image_format_name(img.source), img.media_type, img.width, img.height, img.src_width,
-           img.src_height, img.orientation, img.len, ms);
+           img.src_height, img.orientation, img.len, ms, ps.last_peak_kib);
     ret = CV_EXIT_OK;
 out:
     cv_intake_image_deinit(&img);

@@ -209,6 +209,20 @@ cv_status cv_intake_pool_normalize_stream(struct cv_intake_pool *pool, size_t le
 cv_status cv_intake_pool_normalize(struct cv_intake_pool *pool, const uint8_t *buf, size_t len,
                                    const struct cv_intake_limits *lim, struct cv_intake_image *out);
 
+/* Counters since cv_intake_pool_new (for metrics and benches). */
+struct cv_intake_pool_stats {
+    unsigned long long jobs;      /* jobs handed to a worker */
+    unsigned long long ok;        /* of which normalized */
+    unsigned long long crashed;   /* worker died or broke the protocol */
+    unsigned long long timed_out; /* worker killed at decode_timeout */
+    unsigned long long busy;      /* refused with CV_E_BUSY (never reached a worker) */
+    unsigned long last_peak_kib;  /* peak RSS of the last job's worker, KiB (0 if it died) */
+    unsigned long max_peak_kib;   /* largest peak RSS of any worker so far, KiB */
+};
+
+/* cv_intake_pool_stats - copy the counters into *out. Thread-safe. */
+void cv_intake_pool_stats(struct cv_intake_pool *pool, struct cv_intake_pool_stats *out);
+
 /*
  * cv_intake_pool_worker_pids - test and metrics hook: up to cap pids of
  * idle workers. Returns the count written.

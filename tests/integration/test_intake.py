@@ -311,10 +311,13 @@ def test_c10_rgba16_transparent_black(shared, tmp_path):
                                   "C12b-png-20000x20000-zeros.png",
                                   "C12c-jpeg-sof-46000x46000.jpg"])
 def test_c12_bombs_refused_fast(shared, tmp_path, name):
+    base = accept(os.path.join(CASES, "REF-quadrant-320x240.jpg"), tmp_path / "r.jpg")
     t0 = time.monotonic()
     js = refuse(os.path.join(CASES, name), tmp_path / "o.jpg", "image_too_large", slow=False)
     assert time.monotonic() - t0 < 2.0
     assert js["ms"] < 1000
+    # decided from the header: the worker grew by less than 50 MiB over a tiny decode
+    assert 0 < js["worker_peak_kib"] < base["worker_peak_kib"] + 50 * 1024, (js, base)
 
 
 def test_c13_heic_by_content(shared, tmp_path):
@@ -356,3 +359,20 @@ def test_cli_usage_errors(shared, tmp_path):
     assert p.returncode == 1
     p = run_cli("normalize", "--kind", "id_in_hand", "--set", "server.max_body_bytes=100", ref, out)
     assert p.returncode == 1 and json.loads(p.stdout)["code"] == "payload_too_large"
+
+
+def test_webp_exif_orientation_matches_upright_twin(shared, tmp_path):
+    # ImageMagick 6 ignores WebP EXIF, so the oracle is the same picture stored
+    # upright in the corpus (formats/hopper.gif).
+    accept(os.path.join(CORPUS, "orientation/hopper_orientation_6.webp"), tmp_path / "w.jpg")
+    accept(os.path.join(CORPUS, "formats/hopper.gif"), tmp_path / "g.jpg")
+    ours, twin = pixels(tmp_path / "w.jpg", 4, 4), pixels(tmp_path / "g.jpg", 4, 4)
+    subprocess.run(["convert", str(tmp_path / "w.jpg"), "-rotate", "90", str(tmp_path / "r.png")],
+                   check=True)
+    turned = pixels(tmp_path / "r.png", 4, 4)
+
+    def d(a, b):
+        return sum(abs(x - y) for p, q in zip(a, b) for x, y in zip(p, q)) / 48
+
+    assert d(ours, twin) < 10 and d(turned, twin) > 2 * d(ours, twin) + 10, (d(ours, twin),
+                                                                           d(turned, twin))

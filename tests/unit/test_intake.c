@@ -513,6 +513,14 @@ static void test_pool_hang_spares_others(void **state)
     assert_int_equal(hung.rc, CV_E_IMAGE_UNDECODABLE);
     for (int i = 0; i < 3; i++)
         expect_quadrant(p, jpg, len);
+    struct cv_intake_pool_stats st;
+    cv_intake_pool_stats(p, &st);
+    assert_int_equal(st.jobs, 5);
+    assert_int_equal(st.ok, 4);
+    assert_int_equal(st.timed_out, 1);
+    assert_int_equal(st.crashed, 0);
+    assert_int_equal(st.busy, 0);
+    assert_true(st.last_peak_kib > 0 && st.max_peak_kib >= st.last_peak_kib);
     cv_intake_pool_free(p);
     free(jpg);
 }
@@ -534,9 +542,70 @@ static void test_pool_memory_limit(void **state)
     assert_int_equal(cv_intake_pool_new(&c, &p), CV_OK);
     struct cv_intake_image img = {0};
     assert_int_equal(cv_intake_pool_normalize(p, big, big_len, &LIM, &img), CV_E_IMAGE_UNDECODABLE);
+    struct cv_intake_pool_stats st;
+    cv_intake_pool_stats(p, &st);
+    assert_int_equal(st.jobs, 1);
+    assert_int_equal(st.ok, 0);
     expect_quadrant(p, jpg, len); /* the next job gets a fresh worker */
     cv_intake_pool_free(p);
     free(big);
+    free(jpg);
+}
+
+struct dribble {
+    const uint8_t *p;
+    size_t left;
+    size_t fail_after; /* bytes delivered before read fails; SIZE_MAX = never */
+    size_t given;
+};
+
+/* Delivers 1000 bytes at a time (or an error), like a blob store decrypting chunks. */
+static ssize_t dribble_read(void *arg, uint8_t *buf, size_t cap)
+{
+    struct dribble *d = arg;
+    if (d->given >= d->fail_after || d->left == 0)
+        return -1;
+    size_t n = cap < 1000 ? cap : 1000;
+    if (n > d->left)
+        n = d->left;
+    memcpy(buf, d->p, n);
+    d->p += n;
+    d->left -= n;
+    d->given += n;
+    return (ssize_t)n;
+}
+
+static void test_pool_stream(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *jpg = slurp("C06a-exif6-plus-xmp6.jpg", &len);
+    if (jpg == NULL)
+        skip();
+    struct cv_intake_pool *p = mkpool(1, 1, 5);
+    struct dribble d = {jpg, len, SIZE_MAX, 0};
+    struct cv_intake_image img = {0};
+    assert_int_equal(cv_intake_pool_normalize_stream(p, len, dribble_read, &d, &LIM, &img), CV_OK);
+    assert_int_equal(img.width, 240);
+    assert_int_equal(img.height, 320);
+    assert_int_equal(img.orientation, 6);
+    assert_int_equal(img.src_width, 240);
+    assert_int_equal(img.src_height, 320);
+    cv_intake_image_deinit(&img);
+    cv_intake_image_deinit(&img); /* idempotent */
+    cv_intake_image_deinit(NULL);
+    /* the source fails half-way: CV_E_IO, output untouched, the pool carries on */
+    struct dribble bad = {jpg, len, len / 2, 0};
+    img.width = 12345;
+    assert_int_equal(cv_intake_pool_normalize_stream(p, len, dribble_read, &bad, &LIM, &img),
+                     CV_E_IO);
+    assert_int_equal(img.width, 12345);
+    assert_null(img.data);
+    struct dribble again = {jpg, len, SIZE_MAX, 0};
+    assert_int_equal(cv_intake_pool_normalize_stream(p, len, dribble_read, &again, &LIM, &img),
+                     CV_OK);
+    cv_intake_image_deinit(&img);
+    cv_intake_pool_free(p);
     free(jpg);
 }
 
@@ -600,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_pool_hang_spares_others),
         cmocka_unit_test(test_pool_memory_limit),
         cmocka_unit_test(test_scan_bomb_refused),
+        cmocka_unit_test(test_pool_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
