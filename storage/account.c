@@ -68,18 +68,6 @@ static int present(const json_t *j, const char *key)
 
 /* String member: CV_OK with *s NULL when absent or null; CV_E_INVALID_FIELD
  * when present but not a string. */
-static cv_status str_member(const json_t *j, const char *key, const char **s)
-{
-    const json_t *v = json_object_get(j, key);
-    *s = NULL;
-    if (v == NULL || json_is_null(v))
-        return CV_OK;
-    if (!json_is_string(v))
-        return CV_E_INVALID_FIELD;
-    *s = json_string_value(v);
-    return CV_OK;
-}
-
 #define BAD(f, w)                                                                                  \
     do {                                                                                           \
         *field = (f);                                                                              \
@@ -112,7 +100,7 @@ cv_status cv_account_record_from_json(json_t *j, const char *path_account_id,
             BAD("record", "has an unknown member");
     }
     /* account_id */
-    if (str_member(j, "account_id", &s) != CV_OK)
+    if (cv_validate_json_string(j, "account_id", &s) != CV_OK)
         BAD("account_id", "must be a string");
     if (path_account_id != NULL) {
         if (s != NULL && strcmp(s, path_account_id) != 0)
@@ -125,7 +113,7 @@ cv_status cv_account_record_from_json(json_t *j, const char *path_account_id,
         BAD("account_id", w);
     snprintf(r->account_id, sizeof r->account_id, "%s", s);
     /* type */
-    if (str_member(j, "type", &s) != CV_OK || s == NULL)
+    if (cv_validate_json_string(j, "type", &s) != CV_OK || s == NULL)
         BAD("type", "must be personal, enterprise or sub");
     if (strcmp(s, "personal") == 0)
         r->type = CV_ACCOUNT_PERSONAL;
@@ -145,7 +133,7 @@ cv_status cv_account_record_from_json(json_t *j, const char *path_account_id,
         BAD("mfa_bound", "must be true or false");
     r->mfa_bound = json_is_true(v);
     /* primary_account_id: sub-accounts only */
-    if (str_member(j, "primary_account_id", &s) != CV_OK)
+    if (cv_validate_json_string(j, "primary_account_id", &s) != CV_OK)
         BAD("primary_account_id", "must be a string");
     if (r->type == CV_ACCOUNT_SUB) {
         if (s == NULL)
@@ -167,12 +155,12 @@ cv_status cv_account_record_from_json(json_t *j, const char *path_account_id,
     }
     /* identity */
     const char *id_type = NULL;
-    if (str_member(j, "id_type", &id_type) != CV_OK)
+    if (cv_validate_json_string(j, "id_type", &id_type) != CV_OK)
         BAD("id_type", "must be cn_resident_id or passport");
     if (id_type != NULL && strcmp(id_type, "cn_resident_id") != 0 &&
         strcmp(id_type, "passport") != 0)
         BAD("id_type", "must be cn_resident_id or passport");
-    if (str_member(j, "id_number", &s) != CV_OK)
+    if (cv_validate_json_string(j, "id_number", &s) != CV_OK)
         BAD("id_number", "must be a string");
     if ((s != NULL) != (id_type != NULL))
         BAD(s ? "id_type" : "id_number", "id_type and id_number go together");
@@ -181,20 +169,20 @@ cv_status cv_account_record_from_json(json_t *j, const char *path_account_id,
             BAD("id_number", w);
         snprintf(r->id_type, sizeof r->id_type, "%s", id_type);
     }
-    if (str_member(j, "name", &s) != CV_OK)
+    if (cv_validate_json_string(j, "name", &s) != CV_OK)
         BAD("name", "must be a string");
     if (s != NULL && cv_validate_name(s, CV_NAME_MAX_CHARS, r->name, sizeof r->name, &w) != CV_OK)
         BAD("name", w);
-    if (str_member(j, "mobile", &s) != CV_OK)
+    if (cv_validate_json_string(j, "mobile", &s) != CV_OK)
         BAD("mobile", "must be a string");
     if (s != NULL && cv_validate_mobile(s, r->mobile, &w) != CV_OK)
         BAD("mobile", w);
-    if (str_member(j, "enterprise_name", &s) != CV_OK)
+    if (cv_validate_json_string(j, "enterprise_name", &s) != CV_OK)
         BAD("enterprise_name", "must be a string");
     if (s != NULL && cv_validate_name(s, CV_ENTERPRISE_NAME_MAX_CHARS, r->enterprise_name,
                                       sizeof r->enterprise_name, &w) != CV_OK)
         BAD("enterprise_name", w);
-    if (str_member(j, "uscc", &s) != CV_OK)
+    if (cv_validate_json_string(j, "uscc", &s) != CV_OK)
         BAD("uscc", "must be a string");
     if (s != NULL && cv_validate_uscc(s, r->uscc, &w) != CV_OK)
         BAD("uscc", w);

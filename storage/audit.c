@@ -437,42 +437,14 @@ out:
 
 /* ---- origin and verifier key ---- */
 
-static cv_status meta_get_on(sqlite3 *c, const char *key, char *out, size_t cap)
-{
-    sqlite3_stmt *st = NULL;
-    cv_status rc = CV_E_DB;
-    if (sqlite3_prepare_v2(c, "SELECT value FROM meta WHERE key=?", -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
-        goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
-    const char *v = (const char *)sqlite3_column_text(st, 0);
-    if (v == NULL || strlen(v) >= cap) {
-        rc = CV_E_LIMIT;
-        goto out;
-    }
-    memcpy(out, v, strlen(v) + 1);
-    rc = CV_OK;
-out:
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* The origin as seen by connection c (inside its transaction, if any). */
 static cv_status origin_on(sqlite3 *c, char out[CV_NOTE_NAME_MAX + 1])
 {
     char id[64];
-    cv_status rc = meta_get_on(c, META_ORIGIN, out, CV_NOTE_NAME_MAX + 1);
+    cv_status rc = cv_db_meta_get_on(c, META_ORIGIN, out, CV_NOTE_NAME_MAX + 1);
     if (rc != CV_E_NOT_FOUND)
         return rc;
-    if ((rc = meta_get_on(c, "instance_id", id, sizeof id)) != CV_OK)
+    if ((rc = cv_db_meta_get_on(c, "instance_id", id, sizeof id)) != CV_OK)
         return rc;
     snprintf(out, CV_NOTE_NAME_MAX + 1, "casevault/%s", id);
     return CV_OK;
@@ -541,11 +513,11 @@ cv_status cv_audit_set_origin(struct cv_db *db, struct cv_keyring *kr, const cha
     in_tx = 1;
     sqlite3 *c = cv_db_writer(db);
     if (origin == NULL || origin[0] == '\0') {
-        if ((rc = meta_get_on(c, "instance_id", id, sizeof id)) != CV_OK)
+        if ((rc = cv_db_meta_get_on(c, "instance_id", id, sizeof id)) != CV_OK)
             goto out;
         snprintf(want, sizeof want, "casevault/%s", id);
     }
-    rc = meta_get_on(c, META_ORIGIN, cur, sizeof cur);
+    rc = cv_db_meta_get_on(c, META_ORIGIN, cur, sizeof cur);
     if (rc == CV_E_NOT_FOUND) {
         /* First use: record it; the log was created under this origin. */
         if ((rc = cv_db_meta_set(db, META_ORIGIN, want)) != CV_OK)

@@ -37,6 +37,7 @@
 #include "casevault/audit.h"
 #include "casevault/case.h"
 #include "casevault/field.h"
+#include "casevault/validate.h"
 #include "db_internal.h"
 
 /* ---- names ---- */
@@ -202,18 +203,6 @@ static const char *const app_members[] = {
     "contact_mobile", "enterprise_name", "uscc",
 };
 
-static cv_status get_str(const json_t *j, const char *key, const char **s)
-{
-    const json_t *v = json_object_get(j, key);
-    *s = NULL;
-    if (v == NULL || json_is_null(v))
-        return CV_OK;
-    if (!json_is_string(v))
-        return CV_E_INVALID_FIELD;
-    *s = json_string_value(v);
-    return CV_OK;
-}
-
 #define BAD(f, w)                                                                                  \
     do {                                                                                           \
         *field = (f);                                                                              \
@@ -243,38 +232,38 @@ cv_status cv_case_application_from_json(json_t *j, struct cv_case_application *o
         if (!known)
             BAD("body", "has an unknown member");
     }
-    if (get_str(j, "account_id", &s) != CV_OK || s == NULL)
+    if (cv_validate_json_string(j, "account_id", &s) != CV_OK || s == NULL)
         BAD("account_id", "is required");
     if (cv_validate_account_id(s, &w) != CV_OK)
         BAD("account_id", w);
     snprintf(a->account_id, sizeof a->account_id, "%s", s);
-    if (get_str(j, "applicant_type", &s) != CV_OK || s == NULL ||
+    if (cv_validate_json_string(j, "applicant_type", &s) != CV_OK || s == NULL ||
         (strcmp(s, "personal") != 0 && strcmp(s, "enterprise") != 0))
         BAD("applicant_type", "must be personal or enterprise");
     snprintf(a->applicant_type, sizeof a->applicant_type, "%s", s);
     int enterprise = strcmp(s, "enterprise") == 0;
-    if (get_str(j, "name", &s) != CV_OK || s == NULL)
+    if (cv_validate_json_string(j, "name", &s) != CV_OK || s == NULL)
         BAD("name", "is required");
     if (cv_validate_name(s, CV_NAME_MAX_CHARS, a->name, sizeof a->name, &w) != CV_OK)
         BAD("name", w);
     const char *id_type = NULL;
-    if (get_str(j, "id_type", &id_type) != CV_OK || id_type == NULL ||
+    if (cv_validate_json_string(j, "id_type", &id_type) != CV_OK || id_type == NULL ||
         (strcmp(id_type, "cn_resident_id") != 0 && strcmp(id_type, "passport") != 0))
         BAD("id_type", "must be cn_resident_id or passport");
     snprintf(a->id_type, sizeof a->id_type, "%s", id_type);
-    if (get_str(j, "id_number", &s) != CV_OK || s == NULL)
+    if (cv_validate_json_string(j, "id_number", &s) != CV_OK || s == NULL)
         BAD("id_number", "is required");
     if (cv_validate_id_number(id_type, s, a->id_number, sizeof a->id_number, &w) != CV_OK)
         BAD("id_number", w);
-    if (get_str(j, "mobile", &s) != CV_OK || s == NULL)
+    if (cv_validate_json_string(j, "mobile", &s) != CV_OK || s == NULL)
         BAD("mobile", "is required");
     if (cv_validate_mobile(s, a->mobile, &w) != CV_OK)
         BAD("mobile", w);
-    if (get_str(j, "contact_mobile", &s) != CV_OK || s == NULL)
+    if (cv_validate_json_string(j, "contact_mobile", &s) != CV_OK || s == NULL)
         BAD("contact_mobile", "is required");
     if (cv_validate_mobile(s, a->contact_mobile, &w) != CV_OK)
         BAD("contact_mobile", w);
-    if (get_str(j, "enterprise_name", &s) != CV_OK)
+    if (cv_validate_json_string(j, "enterprise_name", &s) != CV_OK)
         BAD("enterprise_name", "must be a string");
     if (s != NULL && !enterprise) {
         *field = "enterprise_name";
@@ -287,7 +276,7 @@ cv_status cv_case_application_from_json(json_t *j, struct cv_case_application *o
     if (s != NULL && cv_validate_name(s, CV_ENTERPRISE_NAME_MAX_CHARS, a->enterprise_name,
                                       sizeof a->enterprise_name, &w) != CV_OK)
         BAD("enterprise_name", w);
-    if (get_str(j, "uscc", &s) != CV_OK)
+    if (cv_validate_json_string(j, "uscc", &s) != CV_OK)
         BAD("uscc", "must be a string");
     if (s != NULL && !enterprise) {
         *field = "uscc";

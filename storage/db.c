@@ -328,11 +328,10 @@ cv_status cv_db_check_writable(struct cv_db *db)
     return cv_db_status(src);
 }
 
-cv_status cv_db_meta_get(struct cv_db *db, const char *key, char *out, size_t cap)
+cv_status cv_db_meta_get_on(sqlite3 *c, const char *key, char *out, size_t cap)
 {
     cv_status rc = CV_E_DB;
     sqlite3_stmt *st = NULL;
-    sqlite3 *c = cv_db_reader_get(db);
     if (sqlite3_prepare_v2(c, "SELECT value FROM meta WHERE key=?", -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -354,6 +353,13 @@ cv_status cv_db_meta_get(struct cv_db *db, const char *key, char *out, size_t ca
     rc = CV_OK;
 out:
     sqlite3_finalize(st);
+    return rc;
+}
+
+cv_status cv_db_meta_get(struct cv_db *db, const char *key, char *out, size_t cap)
+{
+    sqlite3 *c = cv_db_reader_get(db);
+    cv_status rc = cv_db_meta_get_on(c, key, out, cap);
     cv_db_reader_put(db, c);
     return rc;
 }

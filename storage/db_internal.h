@@ -28,6 +28,10 @@ sqlite3_stmt *cv_db_writer_stmt(struct cv_db *db, const char *sql);
 sqlite3 *cv_db_reader_get(struct cv_db *db);
 void cv_db_reader_put(struct cv_db *db, sqlite3 *conn);
 
+/* cv_db_meta_get on a given connection (inside a transaction of the
+ * caller's, or a reader it holds). Errors as cv_db_meta_get. */
+cv_status cv_db_meta_get_on(sqlite3 *c, const char *key, char *out, size_t cap);
+
 /* Map an SQLite result code to a cv_status (BUSY/LOCKED -> CV_E_DB_BUSY). */
 cv_status cv_db_status(int sqlite_rc);
 

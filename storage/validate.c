@@ -284,3 +284,15 @@ cv_status cv_validate_account_id(const char *in, const char **why)
     }
     return CV_OK;
 }
+
+cv_status cv_validate_json_string(const json_t *j, const char *key, const char **s)
+{
+    const json_t *v = json_object_get(j, key);
+    *s = NULL;
+    if (v == NULL || json_is_null(v))
+        return CV_OK;
+    if (!json_is_string(v))
+        return CV_E_INVALID_FIELD;
+    *s = json_string_value(v);
+    return CV_OK;
+}

@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "casevault/status.h"
 
 #define CV_ID_NUMBER_MAX             32 /* bytes of a canonical ID number (passports are shorter) */
@@ -93,5 +95,12 @@ cv_status cv_validate_id_number(const char *id_type, const char *in, char *out, 
  * characters of A-Z a-z 0-9 . _ - @ :. Errors: CV_E_INVALID_FIELD.
  */
 cv_status cv_validate_account_id(const char *in, const char **why);
+
+/*
+ * cv_validate_json_string - the optional string member `key` of object j.
+ * Out: *s = its value (borrowed from j) or NULL when absent or null.
+ * Errors: CV_E_INVALID_FIELD when present with another JSON type.
+ */
+cv_status cv_validate_json_string(const json_t *j, const char *key, const char **s);
 
 #endif
