@@ -33,5 +33,6 @@ void cv_route_audit_checkpoint(struct cv_request *req);
 void cv_route_audit_inclusion(struct cv_request *req);
 void cv_route_audit_consistency(struct cv_request *req);
 void cv_route_audit_entries(struct cv_request *req);
+void cv_route_cases_archive(struct cv_request *req);
 
 #endif
