@@ -104,7 +104,8 @@ int cv_cmd_export(int argc, char **argv)
         goto out;
     }
     st = cv_export_write_fd(x, fd);
-    if (st == CV_OK && !to_stdout && fsync(fd) != 0)
+    struct stat sb;
+    if (st == CV_OK && !to_stdout && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && fsync(fd) != 0)
         st = CV_E_IO;
     if (st != CV_OK) {
         cli_fail("export", "the export stream was cut", st);

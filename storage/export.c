@@ -333,36 +333,73 @@ typedef cv_status (*emit_fn)(void *arg, const void *data, size_t len);
 typedef cv_status (*entry_fn)(void *arg, uint64_t seq, const char *entry, size_t len,
                               const uint8_t *leaf);
 
+#define ENTRY_BATCH 64 /* entries copied out of one read before the callbacks run */
+
+struct entry_row {
+    uint64_t seq;
+    char *entry;
+    size_t len;
+    uint8_t leaf[32];
+};
+
+/* Reads entries in batches and releases the reader connection before the
+ * callbacks run: a callback (inclusion proofs) needs a reader of its own,
+ * and the CLI opens only one. */
 static cv_status each_case_entry(struct cv_export *x, entry_fn fn, void *arg)
 {
     cv_status rc = CV_E_DB;
-    sqlite3 *c = cv_db_reader_get(x->dd->db);
-    sqlite3_stmt *st = NULL;
-    if (c == NULL)
-        return CV_E_DB;
-    if (sqlite3_prepare_v2(c,
-                           "SELECT seq, entry, leaf_hash FROM audit_entries WHERE case_id=? AND "
-                           "seq<? ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_text(st, 1, x->case_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)x->as_of);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_bytes(st, 2) != 32)
+    struct entry_row rows[ENTRY_BATCH];
+    size_t nrows = 0;
+    int64_t after = -1;
+    for (;;) {
+        sqlite3 *c = cv_db_reader_get(x->dd->db);
+        sqlite3_stmt *st = NULL;
+        int s = SQLITE_ERROR;
+        nrows = 0;
+        if (c == NULL)
+            return CV_E_DB;
+        if (sqlite3_prepare_v2(c,
+                               "SELECT seq, entry, leaf_hash FROM audit_entries WHERE case_id=? "
+                               "AND seq<? AND seq>? ORDER BY seq LIMIT ?",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, x->case_id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)x->as_of);
+            sqlite3_bind_int64(st, 3, after);
+            sqlite3_bind_int(st, 4, ENTRY_BATCH);
+            while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+                struct entry_row *r = &rows[nrows];
+                size_t len = (size_t)sqlite3_column_bytes(st, 1);
+                if (sqlite3_column_bytes(st, 2) != 32 || (r->entry = malloc(len + 1)) == NULL) {
+                    s = SQLITE_ERROR;
+                    break;
+                }
+                r->seq = (uint64_t)sqlite3_column_int64(st, 0);
+                memcpy(r->entry, sqlite3_column_text(st, 1), len);
+                r->entry[len] = '\0';
+                r->len = len;
+                memcpy(r->leaf, sqlite3_column_blob(st, 2), 32);
+                nrows++;
+            }
+        }
+        sqlite3_finalize(st);
+        cv_db_reader_put(x->dd->db, c);
+        if (s != SQLITE_DONE) {
+            rc = CV_E_DB;
             goto out;
-        if ((rc = fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
-                     (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1),
-                     sqlite3_column_blob(st, 2))) != CV_OK)
-            goto out;
-        rc = CV_E_DB;
+        }
+        for (size_t i = 0; i < nrows; i++)
+            if ((rc = fn(arg, rows[i].seq, rows[i].entry, rows[i].len, rows[i].leaf)) != CV_OK)
+                goto out;
+        if (nrows < ENTRY_BATCH)
+            break;
+        after = (int64_t)rows[nrows - 1].seq;
+        for (size_t i = 0; i < nrows; i++)
+            free(rows[i].entry);
     }
-    if (s != SQLITE_DONE)
-        goto out;
     rc = CV_OK;
 out:
-    sqlite3_finalize(st);
-    cv_db_reader_put(x->dd->db, c);
+    for (size_t i = 0; i < nrows; i++)
+        free(rows[i].entry);
     return rc;
 }
 
@@ -707,12 +744,18 @@ struct sink_chain {
     struct cv_age_writer *age;
     cv_archive_sink_fn sink;
     void *arg;
+    int dead; /* after an error: nothing more leaves (libarchive's free would
+                 otherwise pad the cut entry and write a trailer) */
 };
 
-static cv_status to_age(void *arg, const uint8_t *data, size_t len)
+static cv_status guarded(void *arg, const uint8_t *data, size_t len)
 {
     struct sink_chain *c = arg;
-    return cv_age_writer_write(c->age, data, len);
+    if (c->dead)
+        return CV_E_IO;
+    if (c->age != NULL)
+        return cv_age_writer_write(c->age, data, len);
+    return c->sink(c->arg, data, len);
 }
 
 struct arch_emit {
@@ -761,7 +804,7 @@ cv_status cv_export_write(struct cv_export *x, cv_archive_sink_fn sink, void *ar
     size_t nm = 0;
     char *casej = NULL, *manifest = NULL, *sig = NULL;
     uint8_t *buf = NULL;
-    struct sink_chain chain = {NULL, sink, arg};
+    struct sink_chain chain = {NULL, sink, arg, 0};
     struct cv_archive_writer *w = NULL;
     if (x->written)
         return CV_E_ARG;
@@ -834,15 +877,9 @@ cv_status cv_export_write(struct cv_export *x, cv_archive_sink_fn sink, void *ar
     if ((rc = cv_minisign_sign(x->dd->kr, manifest, mlen, comment, &sig)) != CV_OK)
         goto out;
     /* the stream */
-    cv_archive_sink_fn out_sink = sink;
-    void *out_arg = arg;
-    if (x->encrypted) {
-        if ((rc = cv_age_writer_new(x->recipient, sink, arg, &chain.age)) != CV_OK)
-            goto out;
-        out_sink = to_age;
-        out_arg = &chain;
-    }
-    if ((rc = cv_archive_writer_new(x->format, out_sink, out_arg, &w)) != CV_OK)
+    if (x->encrypted && (rc = cv_age_writer_new(x->recipient, sink, arg, &chain.age)) != CV_OK)
+        goto out;
+    if ((rc = cv_archive_writer_new(x->format, guarded, &chain, &w)) != CV_OK)
         goto out;
     int64_t mt = s.last_change;
     if ((rc = cv_archive_add_buffer(w, "MANIFEST.sha256", manifest, mlen, mt, 1)) != CV_OK ||
@@ -880,6 +917,7 @@ cv_status cv_export_write(struct cv_export *x, cv_archive_sink_fn sink, void *ar
         goto out;
     rc = CV_OK;
 out:
+    chain.dead = rc != CV_OK;
     cv_archive_writer_free(w);
     cv_age_writer_free(chain.age);
     if (casej != NULL) {

@@ -170,6 +170,13 @@ static cv_status read_archive(struct vstate *v, int fd, int seekable)
             }
             off += got;
         }
+        if (off < size) {
+            fail(v, CV_E_MANIFEST_MISMATCH, "archive",
+                 "%s: cut short (%zu of %llu bytes); the stream ends there", name, off,
+                 (unsigned long long)size);
+            rc = CV_E_MANIFEST_MISMATCH;
+            goto out;
+        }
         uint8_t d[32];
         cv_sha256_final(h, d);
         h = NULL;
