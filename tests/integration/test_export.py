@@ -469,23 +469,42 @@ def case_files(data):
         return [(m.name, tf.extractfile(m).read()) for m in tf.getmembers() if m.isfile()]
 
 
-def test_a_tampered_blob_cuts_the_stream(case, tmp_path):
-    """A blob file altered at rest: the export stream stops, verify-export says so."""
-    db = sqlite3.connect(f"file:{case.s.data}/casevault.db?mode=ro", uri=True)
-    blob = db.execute("SELECT normalized_blob_id FROM documents WHERE id=?",
-                      (case.docs[1],)).fetchone()[0]
+def blob_file(data_dir, doc_id, column):
+    db = sqlite3.connect(f"file:{data_dir}/casevault.db?mode=ro", uri=True)
+    blob = db.execute(f"SELECT {column} FROM documents WHERE id=?", (doc_id,)).fetchone()[0]
     db.close()
-    found = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(case.s.data, "blobs"))
+    found = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(data_dir, "blobs"))
              for f in fs if f == blob]
     assert len(found) == 1
-    b = bytearray(open(found[0], "rb").read())
-    b[-5] ^= 1
-    os.chmod(found[0], 0o600)
-    open(found[0], "wb").write(bytes(b))
+    return found[0]
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_tampered_blob_cuts_the_stream(case, tmp_path, big):
+    """A blob file altered at rest (a small one read inline, a large one
+    decrypted by the helper thread): the export stream stops, verify-export
+    says so."""
+    doc = case.docs[1]
+    if big:
+        f = tmp_path / "big.bin"
+        f.write_bytes(os.urandom(3 << 20))
+        doc = add_doc(case.s, case.id, f, f, "big.jpg")
+    path = blob_file(case.s.data, doc, "normalized_blob_id")
+    b = bytearray(open(path, "rb").read())
+    b[len(b) // 2 if big else -5] ^= 1
+    os.chmod(path, 0o600)
+    open(path, "wb").write(bytes(b))
     p = subprocess.run([BIN, "export", "--data", case.s.data, "--case", case.id, "--format",
                         "tar", "--out", "-"], capture_output=True, timeout=120)
     assert p.returncode == 1 and b"the export stream was cut" in p.stderr
     rc, out = run_verify(case, tmp_path, p.stdout)
+    line = [x for x in out.splitlines() if x.startswith("FAIL archive:")]
+    assert rc == 1 and len(line) == 1, out
+    assert f"documents/{doc}-id_in_hand.jpg" in line[0] and "cut short" in line[0], out
+    # over HTTP the stream is cut too: the body is not a complete archive
+    r = get_archive(case, format="tar")
+    assert r.status_code == 200
+    rc, out = run_verify(case, tmp_path, r.content)
     assert rc == 1 and "FAIL archive:" in out, out
 
 
