@@ -122,7 +122,7 @@ cv_status cv_export_safe_name(const char *in, char *out, size_t cap)
 {
     cv_status rc = CV_E_INTERNAL;
     utf8proc_uint8_t *nfc = NULL;
-    char *clean = NULL;
+    char *clean = NULL, *san = NULL;
     if (cap <= SAFE_NAME_MAX)
         return CV_E_LIMIT;
     size_t len = strlen(in);
@@ -155,10 +155,15 @@ cv_status cv_export_safe_name(const char *in, char *out, size_t cap)
         rc = CV_E_NOMEM;
         goto out;
     }
-    /* 3. replace separators, controls, format characters; cut at SAFE_NAME_MAX */
+    /* 3. replace separators, controls, format characters (into san) */
+    size_t nlen = strlen((const char *)nfc);
+    if ((san = malloc(nlen + 1)) == NULL) {
+        rc = CV_E_NOMEM;
+        goto out;
+    }
     o = 0;
     p = nfc;
-    left = (utf8proc_ssize_t)strlen((const char *)nfc);
+    left = (utf8proc_ssize_t)nlen;
     while (left > 0) {
         utf8proc_int32_t cp;
         utf8proc_ssize_t k = utf8proc_iterate(p, left, &cp);
@@ -169,32 +174,47 @@ cv_status cv_export_safe_name(const char *in, char *out, size_t cap)
                   cat == UTF8PROC_CATEGORY_CF || cat == UTF8PROC_CATEGORY_CS ||
                   cat == UTF8PROC_CATEGORY_CO || cat == UTF8PROC_CATEGORY_CN ||
                   cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
-        if (o == 0 && (cp == '.' || cp == ' ')) {
-            p += k;
-            left -= k;
-            continue;
-        }
-        size_t need = bad ? 1 : (size_t)k;
-        if (o + need > SAFE_NAME_MAX)
-            break;
-        if (bad)
-            out[o++] = '_';
-        else {
-            memcpy(out + o, p, (size_t)k);
-            o += (size_t)k;
+        if (!(o == 0 && (cp == '.' || cp == ' '))) {
+            if (bad)
+                san[o++] = '_';
+            else {
+                memcpy(san + o, p, (size_t)k);
+                o += (size_t)k;
+            }
         }
         p += k;
         left -= k;
     }
-    while (o > 0 && out[o - 1] == ' ')
+    while (o > 0 && san[o - 1] == ' ')
         o--;
-    if (o == 0) {
-        memcpy(out, "file", 4);
-        o = 4;
+    san[o] = '\0';
+    /* 4. at most SAFE_NAME_MAX bytes: cut the stem at a character boundary,
+     * keeping a short ASCII extension (".jpg") */
+    if (o > SAFE_NAME_MAX) {
+        size_t ext = 0;
+        const char *dot = strrchr(san, '.');
+        if (dot != NULL && dot != san && strlen(dot) <= 11) {
+            ext = strlen(dot);
+            for (size_t i = 1; i < ext; i++)
+                if (!((dot[i] >= 'a' && dot[i] <= 'z') || (dot[i] >= 'A' && dot[i] <= 'Z') ||
+                      (dot[i] >= '0' && dot[i] <= '9')))
+                    ext = 0;
+        }
+        size_t stem = SAFE_NAME_MAX - ext;
+        while (stem > 0 && ((unsigned char)san[stem] & 0xC0) == 0x80)
+            stem--; /* san[stem] must start a character */
+        memmove(san + stem, san + o - ext, ext);
+        o = stem + ext;
+        san[o] = '\0';
     }
-    out[o] = '\0';
+    if (o == 0) {
+        memcpy(out, "file", 5);
+    } else {
+        memcpy(out, san, o + 1);
+    }
     rc = CV_OK;
 out:
+    free(san);
     free(nfc);
     free(clean);
     return rc;
@@ -243,8 +263,10 @@ cv_status cv_export_prepare(struct cv_datadir *dd, const struct cv_export_params
     struct cv_export *x = NULL;
     json_t *details = NULL;
     int in_txn = 0;
-    if (p == NULL || p->case_id == NULL || p->actor == NULL || !cv_ulid_valid(p->case_id))
-        return p != NULL && p->case_id != NULL ? CV_E_NOT_FOUND : CV_E_ARG;
+    if (p == NULL || p->case_id == NULL || p->actor == NULL)
+        return CV_E_ARG;
+    if (!cv_ulid_valid(p->case_id))
+        return CV_E_NOT_FOUND;
     if ((x = calloc(1, sizeof *x)) == NULL)
         return CV_E_NOMEM;
     if ((x->idn = sodium_malloc(sizeof *x->idn)) == NULL) {

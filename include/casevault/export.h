@@ -23,8 +23,10 @@
  * cv_export_prepare does every check and the audit writes (case.view for
  * the identity it decrypts, export.create) BEFORE the first byte: once it
  * succeeds, cv_export_write only reads (entries < N, document rows, blobs)
- * and can run in another thread. Memory is one 64 KiB chunk plus per-entry
- * metadata, whatever the documents' sizes. Nothing here logs.
+ * and can run in another thread (it starts one helper thread per large
+ * blob, which decrypts while the caller hashes and writes). Memory is about
+ * 1 MiB of buffers plus per-document metadata, whatever the documents'
+ * sizes. Nothing here logs.
  */
 #ifndef CASEVAULT_EXPORT_H
 #define CASEVAULT_EXPORT_H
@@ -87,8 +89,9 @@ void cv_export_free(struct cv_export *x);
  * cv_export_safe_name - the "made safe" form of a client file name for
  * originals/: invalid UTF-8 replaced by U+FFFD, NFC (utf8proc), '/', '\\',
  * ':', control and format characters replaced by '_', leading dots and
- * spaces dropped, at most 200 bytes (cut at a character boundary), "file"
- * if nothing is left. Out: out[cap] (cap >= CV_EXPORT_SAFE_NAME_MAX + 1). Errors: CV_E_LIMIT,
+ * spaces dropped, at most CV_EXPORT_SAFE_NAME_MAX bytes (the stem cut at a
+ * character boundary, a short ASCII extension kept), "file" if nothing is
+ * left. Out: out[cap] (cap >= CV_EXPORT_SAFE_NAME_MAX + 1). Errors: CV_E_LIMIT,
  * CV_E_NOMEM.
  */
 cv_status cv_export_safe_name(const char *in, char *out, size_t cap);

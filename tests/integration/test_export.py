@@ -548,3 +548,54 @@ def test_fifty_documents_flat_rss(server, tmp_path):
 def verify_with_data(data, path):
     return subprocess.run([BIN, "verify-export", "--data", data, str(path)],
                           capture_output=True).returncode
+
+
+def test_unsafe_and_long_client_names_are_made_safe(server, shared, tmp_path):
+    """C14/C16/C18-style client names: path separators, quotes, controls,
+    invalid UTF-8, NFD, 300-byte CJK names. Each becomes one safe NFC member
+    name that every tool round-trips and sha256sum -c accepts."""
+    needs_test_hooks()
+    e = Env(server)
+    e.seed()
+    cid = e.open(personal_case())["id"]
+    jpg = os.path.join(shared, "cases", "inputs", "REF-quadrant-320x240.jpg")
+    sent = [b"../../etc/passwd", b'a"b\\c:d.jpg', b"tab\there\nnl.jpg",
+            "本".encode() * 100 + b".jpg", "本".encode() * 100, b"F\xfchrer.jpg", "Fu\u0308hrer.jpg".encode(),
+            b"..", "x\u202egpj.exe".encode()]
+    want = ["_.._etc_passwd", 'a"b_c_d.jpg', "tab_here_nl.jpg", "本" * 65 + ".jpg", "本" * 66, "F\ufffdhrer.jpg",
+            "Führer.jpg", "file", "x_gpj.exe"]
+    docs = []
+    for name in sent:
+        p = subprocess.run([BIN, "_test-document-add", "--data", server.data, "--case", cid,
+                            "--kind", "id_in_hand", "--original", jpg, "--normalized", jpg,
+                            "--file-name", name], capture_output=True)
+        assert p.returncode == 0, p.stderr
+        docs.append(p.stdout.decode().strip())
+    names = {f"originals/{d}-{w}" for d, w in zip(docs, want)}
+    listing = tmp_path / "names.txt"
+    listing.write_text("\n".join(sorted(names)) + "\n", encoding="utf-8")
+    for fmt in ("tar", "zip"):
+        r = server.get(f"/v1/cases/{cid}/archive?format={fmt}", e.auditor)
+        assert r.status_code == 200
+        path = tmp_path / f"n.{fmt}"
+        path.write_bytes(r.content)
+        if fmt == "zip":
+            got = set(zipfile.ZipFile(path).namelist())
+        else:
+            got = set(tarfile.open(path).getnames())
+        assert names <= got, sorted(names - got)
+        p = subprocess.run(["python3", os.path.join(shared, "cases/tools/check_export.py"),
+                            str(path), "--expect-names", str(listing)],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout
+        out = tmp_path / f"x-{fmt}"
+        out.mkdir()
+        if fmt == "tar":
+            subprocess.run(["tar", "-xf", str(path), "-C", str(out)], check=True)
+        else:
+            subprocess.run(["unzip", "-q", str(path), "-d", str(out)], check=True)
+        assert sorted(os.listdir(out)) == ["MANIFEST.sha256", "MANIFEST.sha256.minisig", "audit",
+                                           "case.json", "documents", "originals"]
+        assert subprocess.run(["sha256sum", "--strict", "-c", "MANIFEST.sha256"], cwd=out,
+                              capture_output=True).returncode == 0
+        assert verify_with_data(server.data, path) == 0

@@ -71,7 +71,11 @@ static void test_length_cut_at_boundary(void **state)
     for (int i = 0; i < 100; i++)
         strcat(in, "本"); /* 3 bytes each: 300 bytes */
     assert_int_equal(cv_export_safe_name(in, out, sizeof out), CV_OK);
-    assert_int_equal(strlen(out), 198); /* 66 whole characters */
+    assert_int_equal(strlen(out), 198); /* 66 whole characters, no extension */
+    strcat(in, ".jpg");
+    assert_int_equal(cv_export_safe_name(in, out, sizeof out), CV_OK);
+    assert_int_equal(strlen(out), 195 + 4); /* 65 characters + ".jpg" */
+    assert_string_equal(out + 195, ".jpg");
     assert_int_equal(cv_export_safe_name(in, out, 100), CV_E_LIMIT);
 }
 
