@@ -763,32 +763,53 @@ static char *case_json(struct cv_export *x, const struct scan *s, const struct e
 
 /* ---- writing ---- */
 
+/*
+ * Every archive byte goes through guarded(). libarchive 3.6.2 leaks its
+ * client-filter state when a write callback fails (the archive turns FATAL
+ * and archive_write_free skips the close), so a failing sink never reports
+ * failure to libarchive: the error is kept in sink_err, the export checks
+ * it after each write and stops, and from then on nothing more leaves (not
+ * even the padding and trailer that freeing the writer produces).
+ */
 struct sink_chain {
     struct cv_age_writer *age;
     cv_archive_sink_fn sink;
     void *arg;
-    int dead; /* after an error: nothing more leaves (libarchive's free would
-                 otherwise pad the cut entry and write a trailer) */
+    int dead;
+    cv_status sink_err;
 };
 
 static cv_status guarded(void *arg, const uint8_t *data, size_t len)
 {
     struct sink_chain *c = arg;
     if (c->dead)
-        return CV_E_IO;
-    if (c->age != NULL)
-        return cv_age_writer_write(c->age, data, len);
-    return c->sink(c->arg, data, len);
+        return CV_OK;
+    cv_status rc =
+        c->age != NULL ? cv_age_writer_write(c->age, data, len) : c->sink(c->arg, data, len);
+    if (rc != CV_OK) {
+        c->sink_err = rc;
+        c->dead = 1;
+    }
+    return CV_OK;
+}
+
+/* cv_archive_write, then the sink's error if it failed meanwhile. */
+static cv_status awrite(struct cv_archive_writer *w, const struct sink_chain *c, const void *data,
+                        size_t len)
+{
+    cv_status rc = cv_archive_write(w, data, len);
+    return rc != CV_OK ? rc : c->sink_err;
 }
 
 struct arch_emit {
     struct cv_archive_writer *w;
+    const struct sink_chain *c;
 };
 
 static cv_status arch_emit(void *arg, const void *data, size_t len)
 {
     struct arch_emit *a = arg;
-    return cv_archive_write(a->w, data, len);
+    return awrite(a->w, a->c, data, len);
 }
 
 static int member_cmp(const void *a, const void *b)
@@ -851,7 +872,7 @@ static void *pipe_reader(void *arg)
 }
 
 static cv_status write_blob_piped(struct cv_blob_reader *r, struct cv_archive_writer *w,
-                                  struct cv_sha256 *h, uint8_t *slots)
+                                  const struct sink_chain *c, struct cv_sha256 *h, uint8_t *slots)
 {
     cv_status rc = CV_E_NOMEM;
     struct blob_pipe p;
@@ -881,7 +902,7 @@ static cv_status write_blob_piped(struct cv_blob_reader *r, struct cv_archive_wr
         unsigned slot = p.head;
         pthread_mutex_unlock(&p.mu);
         cv_sha256_update(h, p.buf[slot], p.len[slot]);
-        rc = cv_archive_write(w, p.buf[slot], p.len[slot]);
+        rc = awrite(w, c, p.buf[slot], p.len[slot]);
         pthread_mutex_lock(&p.mu);
         p.head = (p.head + 1) % PIPE_SLOTS;
         p.count--;
@@ -900,7 +921,8 @@ out_sync:
 }
 
 static cv_status write_blob(struct cv_export *x, struct cv_archive_writer *w,
-                            const struct member *m, uint8_t *buf, uint8_t *slots)
+                            const struct sink_chain *c, const struct member *m, uint8_t *buf,
+                            uint8_t *slots)
 {
     struct cv_blob_reader *r = NULL;
     struct cv_sha256 *h = NULL;
@@ -915,7 +937,7 @@ static cv_status write_blob(struct cv_export *x, struct cv_archive_writer *w,
             rc = CV_E_NOMEM;
             goto out;
         }
-        if ((rc = write_blob_piped(r, w, h, slots)) != CV_OK)
+        if ((rc = write_blob_piped(r, w, c, h, slots)) != CV_OK)
             goto out;
         cv_sha256_final(h, got_hash);
         h = NULL;
@@ -932,7 +954,7 @@ static cv_status write_blob(struct cv_export *x, struct cv_archive_writer *w,
                 goto out;
             if (got == 0)
                 break;
-            if ((rc = cv_archive_write(w, buf, got)) != CV_OK)
+            if ((rc = awrite(w, c, buf, got)) != CV_OK)
                 goto out;
         }
     }
@@ -954,7 +976,7 @@ cv_status cv_export_write(struct cv_export *x, cv_archive_sink_fn sink, void *ar
     size_t nm = 0;
     char *casej = NULL, *manifest = NULL, *sig = NULL;
     uint8_t *buf = NULL, *slots = NULL;
-    struct sink_chain chain = {NULL, sink, arg, 0};
+    struct sink_chain chain = {NULL, sink, arg, 0, CV_OK};
     struct cv_archive_writer *w = NULL;
     if (x->written)
         return CV_E_ARG;
@@ -1055,20 +1077,20 @@ cv_status cv_export_write(struct cv_export *x, cv_archive_sink_fn sink, void *ar
         }
         if ((rc = cv_archive_begin_file(w, e->name, e->size, mt, e->compress)) != CV_OK)
             goto out;
-        struct arch_emit ae = {w};
+        struct arch_emit ae = {w, &chain};
         switch (e->src) {
-        case SRC_BUF: rc = cv_archive_write(w, e->buf, e->size); break;
+        case SRC_BUF: rc = awrite(w, &chain, e->buf, e->size); break;
         case SRC_ENTRIES: rc = gen_entries(x, arch_emit, &ae); break;
         case SRC_PROOFS: rc = gen_proofs(x, arch_emit, &ae); break;
-        case SRC_BLOB: rc = write_blob(x, w, e, buf, slots); break;
+        case SRC_BLOB: rc = write_blob(x, w, &chain, e, buf, slots); break;
         case SRC_DIR: rc = CV_E_INTERNAL; break;
         }
         if (rc != CV_OK)
             goto out;
-        if ((rc = cv_archive_end_file(w)) != CV_OK)
+        if ((rc = cv_archive_end_file(w)) != CV_OK || (rc = chain.sink_err) != CV_OK)
             goto out;
     }
-    if ((rc = cv_archive_writer_finish(w)) != CV_OK)
+    if ((rc = cv_archive_writer_finish(w)) != CV_OK || (rc = chain.sink_err) != CV_OK)
         goto out;
     if (chain.age != NULL && (rc = cv_age_writer_finish(chain.age)) != CV_OK)
         goto out;

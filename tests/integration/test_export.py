@@ -433,12 +433,13 @@ def test_verify_export_names_every_tampered_part(case, tmp_path, server_factory)
     assert f"FAIL proofs: entry {seq}: inclusion proof does not lead to the checkpoint's root" \
         in out, out
     # an entry rewritten
-    rc, out = run_verify(case, tmp_path, rebuild_tar(
-        data, {"audit/entries.jsonl": lambda b: b.replace(b'"outcome":"ok"', b'"outcome":"no"', 1)}))
+    rc, out = run_verify(case, tmp_path, rebuild_tar(data, {
+        "audit/entries.jsonl": lambda b: b.replace(b'"outcome":"ok"', b'"outcome":"no"', 1)}))
     assert rc == 1 and "FAIL proofs: proof of entry" in out, out
     # the checkpoint's signature
-    rc, out = run_verify(case, tmp_path, rebuild_tar(
-        data, {"audit/checkpoint": lambda b: b.replace(str(n).encode() + b"\n", str(n + 1).encode() + b"\n", 1)}))
+    size_line = str(n).encode() + b"\n"
+    rc, out = run_verify(case, tmp_path, rebuild_tar(data, {
+        "audit/checkpoint": lambda b: b.replace(size_line, str(n + 1).encode() + b"\n", 1)}))
     assert rc == 1 and "FAIL checkpoint: audit/checkpoint: signed note does not verify" in out, out
     # a file not in the manifest; a file missing
     rc, out = run_verify(case, tmp_path, rebuild_tar(data, add="documents/extra.jpg"))
@@ -560,10 +561,10 @@ def test_unsafe_and_long_client_names_are_made_safe(server, shared, tmp_path):
     cid = e.open(personal_case())["id"]
     jpg = os.path.join(shared, "cases", "inputs", "REF-quadrant-320x240.jpg")
     sent = [b"../../etc/passwd", b'a"b\\c:d.jpg', b"tab\there\nnl.jpg",
-            "本".encode() * 100 + b".jpg", "本".encode() * 100, b"F\xfchrer.jpg", "Fu\u0308hrer.jpg".encode(),
-            b"..", "x\u202egpj.exe".encode()]
-    want = ["_.._etc_passwd", 'a"b_c_d.jpg', "tab_here_nl.jpg", "本" * 65 + ".jpg", "本" * 66, "F\ufffdhrer.jpg",
-            "Führer.jpg", "file", "x_gpj.exe"]
+            "本".encode() * 100 + b".jpg", "本".encode() * 100, b"F\xfchrer.jpg",
+            "Fu\u0308hrer.jpg".encode(), b"..", "x\u202egpj.exe".encode()]
+    want = ["_.._etc_passwd", 'a"b_c_d.jpg', "tab_here_nl.jpg", "本" * 65 + ".jpg", "本" * 66,
+            "F\ufffdhrer.jpg", "Führer.jpg", "file", "x_gpj.exe"]
     docs = []
     for name in sent:
         p = subprocess.run([BIN, "_test-document-add", "--data", server.data, "--case", cid,
@@ -599,3 +600,21 @@ def test_unsafe_and_long_client_names_are_made_safe(server, shared, tmp_path):
         assert subprocess.run(["sha256sum", "--strict", "-c", "MANIFEST.sha256"], cwd=out,
                               capture_output=True).returncode == 0
         assert verify_with_data(server.data, path) == 0
+
+
+def test_concurrent_exports_and_a_client_that_leaves(case):
+    """Four exports at once give the same bytes; a client that reads 1 KiB
+    and hangs up leaves the server healthy (its producer unwinds on EPIPE)."""
+    import concurrent.futures
+    _, n = fetch(case, format="zip")
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(lambda _: fetch(case, format="zip", as_of=n)[0], range(4)))
+    assert len(set(outs)) == 1
+    for _ in range(3):
+        r = case.s.request("GET", f"/v1/cases/{case.id}/archive?format=tar", case.env.auditor,
+                           stream=True)
+        assert r.status_code == 200
+        next(r.iter_content(1024))
+        r.close()
+    assert fetch(case, format="zip", as_of=n)[0] == outs[0]
+    assert case.s.get("/healthz").status_code == 200
