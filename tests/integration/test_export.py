@@ -618,3 +618,34 @@ def test_concurrent_exports_and_a_client_that_leaves(case):
         r.close()
     assert fetch(case, format="zip", as_of=n)[0] == outs[0]
     assert case.s.get("/healthz").status_code == 200
+
+
+def test_server_without_locale_in_another_tz_matches_the_cli(server_factory, shared, tmp_path):
+    """The server itself started with no LANG/LC_* and TZ=Asia/Tokyo: its zip
+    (UTF-8 flags, DOS times) equals the CLI's under TZ=America/Los_Angeles."""
+    needs_test_hooks()
+    s = server_factory(env=clean_env(TZ="Asia/Tokyo"))
+    e = Env(s)
+    e.seed()
+    cid = e.open(personal_case())["id"]
+    jpg = os.path.join(shared, "cases", "inputs", "REF-quadrant-320x240.jpg")
+    for name in C26_NAMES:
+        add_doc(s, cid, jpg, jpg, name)
+    r = s.get(f"/v1/cases/{cid}/archive?format=zip", e.auditor)
+    assert r.status_code == 200
+    n = r.headers["X-Casevault-As-Of"]
+    p = subprocess.run([BIN, "export", "--data", s.data, "--case", cid, "--format", "zip",
+                        "--as-of", n, "--out", "-"], capture_output=True, timeout=120,
+                       env=clean_env(TZ="America/Los_Angeles"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == r.content
+    path = tmp_path / "t.zip"
+    path.write_bytes(r.content)
+    chk = subprocess.run(["python3", os.path.join(shared, "cases/tools/check_export.py"),
+                          str(path)], capture_output=True, text=True)
+    assert chk.returncode == 0, chk.stdout
+    # the DOS time is the case's last change in UTC, not in the server's zone
+    with zipfile.ZipFile(path) as zf:
+        last = max(json.loads(x)["time"] for x in zf.read("audit/entries.jsonl").splitlines())
+        assert zf.infolist()[0].date_time[:5] == tuple(
+            int(v) for v in (last[0:4], last[5:7], last[8:10], last[11:13], last[14:16]))
