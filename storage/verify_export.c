@@ -141,7 +141,9 @@ static cv_status read_archive(struct vstate *v, int fd, int seekable)
             goto out;
         }
         v->nseen++;
-        if (k != K_NONE && (text = malloc((size_t)size + 1)) == NULL) {
+        /* a zip read from a pipe may not know the size up front (0): grow */
+        size_t tcap = (size_t)size + 1;
+        if (k != K_NONE && (text = malloc(tcap)) == NULL) {
             rc = CV_E_NOMEM;
             goto out;
         }
@@ -160,11 +162,20 @@ static cv_status read_archive(struct vstate *v, int fd, int seekable)
                 break;
             cv_sha256_update(h, buf, got);
             if (text != NULL) {
-                if (off + got > size) {
-                    fail(v, CV_E_MANIFEST_MISMATCH, "archive", "%s: longer than its header says",
-                         name);
+                if (off + got > VERIFY_TEXT_MAX) {
+                    fail(v, CV_E_MANIFEST_MISMATCH, "archive", "%s: too large", name);
                     rc = CV_E_MANIFEST_MISMATCH;
                     goto out;
+                }
+                if (off + got + 1 > tcap) {
+                    size_t nc = tcap * 2 > off + got + 1 ? tcap * 2 : off + got + 1;
+                    char *nt = realloc(text, nc);
+                    if (nt == NULL) {
+                        rc = CV_E_NOMEM;
+                        goto out;
+                    }
+                    text = nt;
+                    tcap = nc;
                 }
                 memcpy(text + off, buf, got);
             }

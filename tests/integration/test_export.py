@@ -246,6 +246,12 @@ def test_zip_export_c26_names_and_stock_tools(case, tmp_path, shared):
     assert verify(case, str(path)).returncode == 0
     p = verify(case, "-", stdin=data)
     assert p.returncode == 0 and p.stdout.decode().splitlines()[-1] == "OK", p.stdout
+    # an auditor's own re-zip, streamed (sizes unknown in the local headers), still verifies
+    rezip = subprocess.run(["zip", "-q", "-r", "-fd", "-", "MANIFEST.sha256",
+                            "MANIFEST.sha256.minisig", "audit", "case.json", "documents",
+                            "originals"], cwd=out, capture_output=True, check=True).stdout
+    p = verify(case, "-", stdin=rezip)
+    assert p.returncode == 0, p.stdout.decode()
 
 
 # ---- determinism, TZ and locale ----
