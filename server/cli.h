@@ -43,6 +43,8 @@ int cv_cmd_init(int argc, char **argv);
 int cv_cmd_serve(int argc, char **argv);
 int cv_cmd_token(int argc, char **argv);
 int cv_cmd_accounts(int argc, char **argv);
+int cv_cmd_export(int argc, char **argv);
+int cv_cmd_verify_export(int argc, char **argv);
 #ifdef CV_TEST_HOOKS
 int cv_cmd_test_document_add(int argc, char **argv);
 #endif

@@ -15,6 +15,7 @@
 
 #include "casevault/account.h"
 #include "casevault/audit.h"
+#include "casevault/blobstore.h"
 #include "casevault/case.h"
 #include "casevault/datadir.h"
 #include "casevault/db.h"
@@ -203,23 +204,61 @@ int cv_cmd_accounts(int argc, char **argv)
 }
 
 #ifdef CV_TEST_HOOKS
+/* TEST-ONLY: store a file as a blob (put, finish, commit; the row is
+ * recorded by the caller's transaction). Out: *w, *info, hex SHA-256. */
+static cv_status put_file_blob(struct cv_datadir *dd, const char *path, struct cv_blob_writer **w,
+                               struct cv_blob_info *info, char hex[65])
+{
+    cv_status rc = CV_E_IO;
+    FILE *f = fopen(path, "rb");
+    char buf[65536];
+    if (f == NULL)
+        return CV_E_NOT_FOUND;
+    if ((rc = cv_blob_put_begin(dd->bs, w)) != CV_OK)
+        goto out;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        if ((rc = cv_blob_put_write(*w, buf, n)) != CV_OK)
+            goto out;
+    if (ferror(f)) {
+        rc = CV_E_IO;
+        goto out;
+    }
+    if ((rc = cv_blob_put_finish(*w, info)) != CV_OK || (rc = cv_blob_put_commit(*w)) != CV_OK)
+        goto out;
+    cv_hex_encode(info->sha256, 32, hex);
+    rc = CV_OK;
+out:
+    fclose(f);
+    return rc;
+}
+
 /*
  * TEST-ONLY (compiled into debug builds only): insert a document row through
- * cv_case_document_add, as the upload code does, with invented blob ids and
- * hashes, so lifecycle tests can run before uploads exist. Prints the
- * document id. Never part of a release build.
+ * cv_case_document_add, as the upload code does, so lifecycle tests can run
+ * before uploads exist. Without --original/--normalized the blob ids and
+ * hashes are invented; with both, the files are stored as real encrypted
+ * blobs (their rows recorded in the same transaction), which exports need.
+ * Prints the document id. Never part of a release build.
  */
 int cv_cmd_test_document_add(int argc, char **argv)
 {
     const char *data = NULL, *case_id = NULL, *kind = NULL, *file_name = NULL;
+    const char *original = NULL, *normalized = NULL;
     const char *pos[1];
     int npos = 0;
     struct cv_datadir *dd = NULL;
+    struct cv_blob_writer *ow = NULL, *nw = NULL;
+    struct cv_blob_info oi, ni;
     uint8_t h[32];
     char oh[65], nh[65], ob[40], nb[40], doc_id[CV_ULID_LEN + 1], sup[CV_ULID_LEN + 1];
     const struct cli_opt opts[] = {
-        {"data", 1, &data, NULL, NULL, NULL}, {"case", 1, &case_id, NULL, NULL, NULL},
-        {"kind", 1, &kind, NULL, NULL, NULL}, {"file-name", 1, &file_name, NULL, NULL, NULL},
+        {"data", 1, &data, NULL, NULL, NULL},
+        {"case", 1, &case_id, NULL, NULL, NULL},
+        {"kind", 1, &kind, NULL, NULL, NULL},
+        {"file-name", 1, &file_name, NULL, NULL, NULL},
+        {"original", 1, &original, NULL, NULL, NULL},
+        {"normalized", 1, &normalized, NULL, NULL, NULL},
         {NULL, 0, NULL, NULL, NULL, NULL},
     };
     int rc = cli_parse("_test-document-add", argc, argv, opts, pos, 0, &npos);
@@ -227,28 +266,50 @@ int cv_cmd_test_document_add(int argc, char **argv)
         return rc;
     if (case_id == NULL || kind == NULL)
         return cli_usage("_test-document-add", "--case ID and --kind KIND are required");
+    if ((original == NULL) != (normalized == NULL))
+        return cli_usage("_test-document-add", "--original and --normalized go together");
     if ((rc = open_dd("_test-document-add", data, &dd)) != CV_EXIT_OK)
         return rc;
-    randombytes_buf(h, sizeof h);
-    cv_hex_encode(h, sizeof h, oh);
-    randombytes_buf(h, sizeof h);
-    cv_hex_encode(h, sizeof h, nh);
-    snprintf(ob, sizeof ob, "test-%.16s-o", oh);
-    snprintf(nb, sizeof nb, "test-%.16s-n", nh);
+    int64_t osize = 123456;
+    cv_status st = CV_OK;
+    if (original != NULL) {
+        st = put_file_blob(dd, original, &ow, &oi, oh);
+        if (st == CV_OK)
+            st = put_file_blob(dd, normalized, &nw, &ni, nh);
+        if (st == CV_OK) {
+            snprintf(ob, sizeof ob, "%s", oi.id);
+            snprintf(nb, sizeof nb, "%s", ni.id);
+            osize = (int64_t)oi.size;
+        }
+    } else {
+        randombytes_buf(h, sizeof h);
+        cv_hex_encode(h, sizeof h, oh);
+        randombytes_buf(h, sizeof h);
+        cv_hex_encode(h, sizeof h, nh);
+        snprintf(ob, sizeof ob, "test-%.16s-o", oh);
+        snprintf(nb, sizeof nb, "test-%.16s-n", nh);
+    }
     struct cv_document_new doc = {.kind = kind,
                                   .original_blob_id = ob,
                                   .normalized_blob_id = nb,
                                   .source_format = "jpeg",
-                                  .original_size = 123456,
+                                  .original_size = osize,
                                   .original_sha256 = oh,
                                   .normalized_sha256 = nh,
                                   .width = 1600,
                                   .height = 1200,
                                   .orientation_applied = 1,
                                   .file_name = file_name};
-    cv_status st = cv_db_begin(dd->db);
+    if (st == CV_OK)
+        st = cv_db_begin(dd->db);
     if (st == CV_OK) {
-        st = cv_case_document_add(dd->db, dd->kr, case_id, &doc, doc_id, sup);
+        if (original != NULL) {
+            st = cv_blob_record(dd->bs, &oi);
+            if (st == CV_OK)
+                st = cv_blob_record(dd->bs, &ni);
+        }
+        if (st == CV_OK)
+            st = cv_case_document_add(dd->db, dd->kr, case_id, &doc, doc_id, sup);
         json_t *details = json_pack("{s:s,s:s,s:b}", "kind", kind, "sha256", nh, "test_hook", 1);
         if (st == CV_OK && sup[0])
             json_object_set_new(details, "superseded_id", json_string(sup));
@@ -266,6 +327,13 @@ int cv_cmd_test_document_add(int argc, char **argv)
             st = cv_db_commit(dd->db);
         else
             cv_db_rollback(dd->db);
+    }
+    if (st == CV_OK) {
+        cv_blob_put_done(ow);
+        cv_blob_put_done(nw);
+    } else {
+        cv_blob_put_abort(ow);
+        cv_blob_put_abort(nw);
     }
     cv_datadir_free(dd);
     if (st != CV_OK)

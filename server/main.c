@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -40,7 +41,8 @@ static const struct {
 #ifdef CV_TEST_HOOKS
     /* TEST-ONLY (debug builds): insert a document row without an upload. */
     {"_test-document-add", cv_cmd_test_document_add,
-     "_test-document-add --data DIR --case ID --kind KIND\n"
+     "_test-document-add --data DIR --case ID --kind KIND [--file-name NAME]\n"
+     "      [--original FILE --normalized FILE]\n"
      "      TEST-ONLY (debug builds): add a document row as an upload would"},
 #endif
     {"audit", cv_cmd_audit,
@@ -83,6 +85,13 @@ static const struct {
     {"testhook-verify-blobs", cv_cmd_testhook_verify_blobs,
      "testhook-verify-blobs --data DIR\n"
      "      TEST HOOK: decrypt and check every blob (stand-in for fsck)"},
+    {"export", cv_cmd_export,
+     "export --data DIR --case ID --format tar|zip [--recipient age1...] [--as-of N] --out FILE|-\n"
+     "      write a case archive (audited as export.create), age-encrypted with --recipient"},
+    {"verify-export", cv_cmd_verify_export,
+     "verify-export [--pubkey FILE] [--vkey FILE] [--data DIR] ARCHIVE|-\n"
+     "      check a case archive offline: manifest hashes, unlisted files, minisign\n"
+     "      signature, checkpoint signature, every inclusion proof; exit 0 only if all pass"},
     {"version", cv_cmd_version, "version\n      print the version"},
     {"help", cv_cmd_help, "help\n      this text"},
 };
@@ -148,6 +157,9 @@ int main(int argc, char **argv)
 {
     harden();
     set_locale();
+    /* Zip DOS times go through localtime(): exports must not depend on TZ. */
+    setenv("TZ", "UTC", 1);
+    tzset();
     json_set_alloc_funcs(json_alloc, json_wipe_free);
     if (sodium_init() < 0) {
         fprintf(stderr, "casevault: libsodium failed to initialise\n");

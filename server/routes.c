@@ -39,5 +39,7 @@ const struct cv_route cv_routes[] = {
     {"GET", "/v1/audit/entries", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_audit_entries, NULL, NULL,
      NULL},
     {"GET", "/v1/backup", CV_ROLE_BACKUP, CV_BODY_NONE, cv_route_backup, NULL, NULL, NULL},
+    {"GET", "/v1/cases/{id}/archive", CV_ROLE_AUDITOR, CV_BODY_NONE, cv_route_cases_archive, NULL,
+     NULL, NULL},
 };
 const size_t cv_routes_count = sizeof cv_routes / sizeof cv_routes[0];

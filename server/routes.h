@@ -33,6 +33,7 @@ void cv_route_audit_checkpoint(struct cv_request *req);
 void cv_route_audit_inclusion(struct cv_request *req);
 void cv_route_audit_consistency(struct cv_request *req);
 void cv_route_audit_entries(struct cv_request *req);
+void cv_route_cases_archive(struct cv_request *req);
 
 /* routes_backup.c: the backup stream (role backup). */
 void cv_route_backup(struct cv_request *req);

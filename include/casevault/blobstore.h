@@ -214,6 +214,14 @@ cv_status cv_blob_get_open_info(struct cv_blobstore *bs, const struct cv_blob_in
  */
 cv_status cv_blob_get_read(struct cv_blob_reader *r, void *buf, size_t cap, size_t *got);
 
+/*
+ * cv_blob_get_skip_hash - before the first read: the caller computes the
+ * plaintext's SHA-256 itself and compares it with info.sha256 (the export
+ * does so on another thread, so decryption and hashing overlap). Every
+ * other check (authentication, truncation, trailing bytes, size) stays.
+ */
+void cv_blob_get_skip_hash(struct cv_blob_reader *r);
+
 /* cv_blob_get_close - free the reader, wiping its buffers. NULL: no-op. */
 void cv_blob_get_close(struct cv_blob_reader *r);
 
