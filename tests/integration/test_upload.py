@@ -206,7 +206,7 @@ def test_full_flow_real_photos(server_factory, shared):
     r = u.content(d1["id"], token=u.e.auditor, variant="original")
     assert r.status_code == 200 and r.content == data
     views = u.audit("document.view")
-    assert [(v["object_id"], v["details"]["variant"], v["actor_role"]) for v in views] == [
+    assert [(v["object_id"], v["details"]["variant"], v["actor"]["role"]) for v in views] == [
         (d2["id"], "normalized", "reviewer"), (d1["id"], "normalized", "reviewer"),
         (d1["id"], "original", "auditor")]
     ups = u.audit("document.upload")
