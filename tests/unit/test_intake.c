@@ -401,8 +401,11 @@ static void proc_status(pid_t pid, const char *key, char *val, size_t cap)
     size_t kl = strlen(key);
     while (fgets(line, sizeof line, f))
         if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-            snprintf(val, cap, "%s", line + kl + 1);
-            val[strcspn(val, "\n")] = 0;
+            size_t n = strcspn(line + kl + 1, "\n");
+            if (n >= cap)
+                n = cap - 1;
+            memcpy(val, line + kl + 1, n);
+            val[n] = 0;
             break;
         }
     fclose(f);
