@@ -30,9 +30,13 @@
  *    sealed in documents.file_name_enc, and never used for a path.
  * 2. The MHD post processor takes the multipart filename as the bytes
  *    between the first two double quotes (a raw `"` or a backslash escape
- *    inside it cuts the name short: the file is still stored, case C14a/c)
- *    and does not read filename*. Part headers must end in CRLF: a body
- *    framed with bare LF yields no fields and is refused as
+ *    inside cuts the name short, case C14a/c) and does not read filename*.
+ *    So the raw body is also scanned line by line (2 KiB of each line
+ *    kept, nothing else buffered) for the part headers, and the
+ *    Content-Disposition of the part named "file" is read with the same
+ *    parser as on PUT; MHD's filename is the fallback. Part data and
+ *    fields still come only from MHD. Part headers must end in CRLF for
+ *    MHD: a body framed with bare LF yields no fields and is refused as
  *    malformed_multipart (case C22).
  * 3. server.max_body_bytes counts file bytes: a multipart body may carry up
  *    to 16 KiB of framing beyond it (server/http.c), the file part itself is
@@ -74,6 +78,13 @@ struct upload {
     char raw_name[RAW_NAME_MAX];
     size_t raw_name_len;
     int have_name;
+    int cd_name; /* the name came from our own reading of the part header */
+    /* multipart part-header scanner (DESIGN NOTE 2) */
+    char delim[80]; /* "--" + boundary */
+    size_t delim_len;
+    char line[2048]; /* first bytes of the current line */
+    size_t line_len;
+    int in_headers;
     cv_status err; /* first error inside the post processor iterator */
 };
 
@@ -215,8 +226,23 @@ static void disposition_name(struct upload *up, const char *v)
         while (*q == ' ')
             q++;
         if (*q == '"') {
-            for (q++; *q && *q != '"' && n < sizeof tmp; q++) {
-                if (*q == '\\' && q[1])
+            const char *open = q + 1, *e = open;
+            for (; *e && *e != '"'; e++)
+                if (*e == '\\' && e[1])
+                    e++;
+            /* A raw quote inside the name (filename="id"card.jpg", case
+             * C14a): the value then runs to the last quote before ';' or
+             * the end. */
+            const char *after = *e ? e + 1 : e;
+            while (*after == ' ')
+                after++;
+            if (*e == '"' && *after != '\0' && *after != ';') {
+                const char *last = strrchr(after, '"');
+                if (last != NULL)
+                    e = last;
+            }
+            for (q = open; q < e && *q && n < sizeof tmp; q++) {
+                if (*q == '\\' && q + 1 < e)
                     q++;
                 tmp[n++] = *q;
             }
@@ -366,7 +392,7 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     }
     if (!up->file_seen) {
         up->file_seen = 1;
-        if (filename != NULL)
+        if (filename != NULL && !up->cd_name)
             name_set(up, filename, strlen(filename));
     }
     if (size == 0)
@@ -382,6 +408,79 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
         return MHD_NO;
     }
     return MHD_YES;
+}
+
+/* One complete line of the multipart body (CR stripped): a delimiter
+ * starts a part's headers, an empty line ends them; the Content-Disposition
+ * of the part named "file" gives the file name (filename*, escapes). */
+static void scan_line(struct upload *up, const char *l, size_t n)
+{
+    if (n >= up->delim_len && memcmp(l, up->delim, up->delim_len) == 0) {
+        up->in_headers = 1;
+        return;
+    }
+    if (!up->in_headers)
+        return;
+    if (n == 0) {
+        up->in_headers = 0;
+        return;
+    }
+    char h[sizeof up->line + 1];
+    memcpy(h, l, n);
+    h[n] = 0;
+    if (strncasecmp(h, "content-disposition:", 20) != 0)
+        return;
+    const char *p = h + 20;
+    int is_file = 0;
+    while ((p = strcasestr(p, "name=")) != NULL) {
+        if (p > h && (p[-1] == ' ' || p[-1] == ';') &&
+            (strncmp(p + 5, "\"file\"", 6) == 0 ||
+             (strncmp(p + 5, "file", 4) == 0 && (p[9] == ';' || p[9] == ' ' || p[9] == 0))))
+            is_file = 1;
+        p += 5;
+    }
+    if (is_file && !up->cd_name) {
+        up->have_name = 0;
+        disposition_name(up, h + 20);
+        up->cd_name = up->have_name;
+    }
+}
+
+static void scan_multipart(struct upload *up, const char *data, size_t len)
+{
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t take = nl ? (size_t)(nl - data) : len;
+        size_t room = sizeof up->line - up->line_len;
+        memcpy(up->line + up->line_len, data, take < room ? take : room);
+        up->line_len += take < room ? take : room;
+        if (nl == NULL)
+            return;
+        size_t n = up->line_len;
+        if (n > 0 && up->line[n - 1] == '\r')
+            n--;
+        scan_line(up, up->line, n);
+        up->line_len = 0;
+        data = nl + 1;
+        len -= take + 1;
+    }
+}
+
+/* The boundary parameter of a multipart Content-Type (quoted or token). */
+static void set_delim(struct upload *up, const char *ct)
+{
+    const char *b = strcasestr(ct, "boundary=");
+    if (b == NULL)
+        return;
+    b += 9;
+    int quoted = *b == '"';
+    b += quoted;
+    size_t n = quoted ? strcspn(b, "\"") : strcspn(b, "; \t");
+    if (n == 0 || n + 2 >= sizeof up->delim)
+        return;
+    up->delim[0] = up->delim[1] = '-';
+    memcpy(up->delim + 2, b, n);
+    up->delim_len = n + 2;
 }
 
 cv_status cv_documents_post_begin(struct cv_request *req)
@@ -400,6 +499,7 @@ cv_status cv_documents_post_begin(struct cv_request *req)
     cv_status st = upload_new(req, 1, &up);
     if (st != CV_OK)
         return st;
+    set_delim(up, ct);
     up->pp = MHD_create_post_processor(req->conn, 65536, post_iter, up);
     if (up->pp == NULL) {
         upload_free(up);
@@ -414,6 +514,8 @@ cv_status cv_documents_post_begin(struct cv_request *req)
 cv_status cv_documents_post_data(struct cv_request *req, const char *data, size_t len)
 {
     struct upload *up = req->stream_ctx;
+    if (up->delim_len > 0)
+        scan_multipart(up, data, len);
     if (MHD_post_process(up->pp, data, len) != MHD_YES) {
         if (up->err == CV_E_PAYLOAD_TOO_LARGE)
             snprintf(req->failed_detail, sizeof req->failed_detail,
