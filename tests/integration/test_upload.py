@@ -561,3 +561,21 @@ def test_client_gone_mid_upload_leaves_nothing(server_factory, shared):
         time.sleep(0.1)
     assert u.counts() == {"docs": 0, "blob_rows": 0, "blob_files": 0, "tmp": 0}
     u.healthy()
+
+
+def test_busy_queue_full_answers_503(server_factory, shared):
+    """One worker, nobody may wait: concurrent uploads beyond it get 503 busy
+    with Retry-After, and leave nothing behind."""
+    u = Up(server_factory, args=["--set", "intake.workers=1", "--set", "intake.queue=0"])
+    data = open(os.path.join(shared, "corpus", "large", "IMG_20180725_163423.jpg"), "rb").read()
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        res = list(ex.map(lambda i: u.put(data), range(4), timeout=600))
+    codes = sorted(r.status_code for r in res)
+    assert set(codes) <= {201, 503} and 201 in codes and 503 in codes, codes
+    for r in res:
+        if r.status_code == 503:
+            assert_problem(r, 503, "busy")
+            assert int(r.headers["Retry-After"]) > 0
+    ok = codes.count(201)
+    assert u.counts() == {"docs": ok, "blob_rows": 2 * ok, "blob_files": 2 * ok, "tmp": 0}
+    u.healthy()
