@@ -439,6 +439,14 @@ def test_c16_non_ascii_names(server_factory, shared):
     assert r.json()["file_name"] == "身份.jpg"
     r = u.put(ref, headers={"Content-Disposition": 'attachment; filename="id\\"card.jpg"'})
     assert r.json()["file_name"] == 'id"card.jpg'
+    # control characters become U+FFFD; a path is only a name (never used on disk)
+    r = u.put(ref, headers={"Content-Disposition":
+                            "attachment; filename*=UTF-8''..%2F..%2Fevil%01%7F.jpg"})
+    assert r.json()["file_name"] == "../../evil\ufffd\ufffd.jpg"
+    assert not glob.glob(f"{u.s.data}/**/evil*", recursive=True)
+    # ISO-8859-1 filename* is converted to UTF-8
+    r = u.put(ref, headers={"Content-Disposition": "attachment; filename*=iso-8859-1'de'F%FChrer.jpg"})
+    assert r.json()["file_name"] == "Führer.jpg"
 
 
 def test_c18_long_names(server_factory, shared):
