@@ -355,6 +355,11 @@ cv_status cv_documents_put_data(struct cv_request *req, const char *data, size_t
 {
     struct upload *up = req->stream_ctx;
     up->file_bytes += len;
+    if (up->file_bytes > up->file_cap) { /* the HTTP layer's cap has multipart slack */
+        snprintf(req->failed_detail, sizeof req->failed_detail,
+                 "the file may be at most %llu bytes", up->file_cap);
+        return CV_E_PAYLOAD_TOO_LARGE;
+    }
     return cv_blob_put_write(up->w, data, len);
 }
 

@@ -504,6 +504,9 @@ def test_c23_exactly_at_the_limit(server_factory, shared):
         assert r.status_code == 201, r.text
         assert r.json()["sha256"] == sha(a)
         assert_problem(send(b), 413, "payload_too_large")
+    # a raw PUT labelled multipart gets no framing slack
+    assert_problem(u.put(b, headers={"Content-Type": "multipart/form-data; boundary=x"}), 413,
+                   "payload_too_large")
     # multipart over the limit, chunked (no Content-Length): capped while streaming
     bnd = "----b0undary"
     mp = (f"--{bnd}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nid_in_hand\r\n"
