@@ -9,7 +9,10 @@ median over RUNS runs of: uploads/s (N / wall time), p50 and p99 latency
 (MiB: the sum over the server and every descendant of Rss, and of Pss,
 which counts pages shared by the forked processes once, sampled every
 10 ms from /proc/PID/smaps_rollup; workers are one-shot, so the sum of
-VmHWM would miss the exited ones). A failed upload is counted and printed; the target is 0.
+VmHWM would miss the exited ones), and CPU ms per upload (server, helper and workers, user + system,
+sampled per process every 10 ms as the workers are reaped without
+accounting: the figure that does not depend on what else the machine runs).
+A failed upload is counted and printed; the target is 0.
 """
 import argparse
 import concurrent.futures
@@ -62,14 +65,35 @@ def mem_kib(pid):
     return rss, pss
 
 
+def cpu_ticks(pid):
+    """utime + stime of one process in clock ticks (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return 0
+    v = st[st.rindex(")") + 2:].split()
+    return int(v[11]) + int(v[12])
+
+
 class Sampler(threading.Thread):
     def __init__(self, pid):
         super().__init__(daemon=True)
         self.pid, self.peak, self.peak_pss, self.stop = pid, 0, 0, threading.Event()
+        self.base = {p: cpu_ticks(p) for p in descendants(pid)}
+        self.ticks = dict(self.base)
+
+    def cpu_s(self):
+        """CPU seconds of the server, helper and every worker seen since start
+        (workers are sampled while they live: their last 10 ms may be missed)."""
+        return (sum(self.ticks.values()) - sum(self.base.values())) / os.sysconf("SC_CLK_TCK")
 
     def run(self):
         while not self.stop.is_set():
-            m = [mem_kib(p) for p in descendants(self.pid)]
+            pids = descendants(self.pid)
+            for p in pids:
+                self.ticks[p] = max(self.ticks.get(p, 0), cpu_ticks(p))
+            m = [mem_kib(p) for p in pids]
             self.peak = max(self.peak, sum(x[0] for x in m))
             self.peak_pss = max(self.peak_pss, sum(x[1] for x in m))
             time.sleep(0.01)
@@ -136,13 +160,15 @@ def one_run(binary, photo, n, conc, extra):
             with concurrent.futures.ThreadPoolExecutor(conc) as ex:
                 res = list(ex.map(upload, range(n), timeout=1800))
             wall = time.perf_counter() - t0
+            cpu = sampler.cpu_s()
             sampler.stop.set()
             sampler.join()
             lat = sorted(x[0] * 1000 for x in res)
             fails = sum(1 for x in res if x[1] != 201)
             return {"ups": n / wall, "p50": lat[len(lat) // 2],
                     "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-                    "rss": sampler.peak / 1024, "pss": sampler.peak_pss / 1024, "fails": fails, "wall": wall}
+                    "rss": sampler.peak / 1024, "pss": sampler.peak_pss / 1024, "fails": fails, "wall": wall,
+                    "cpu": cpu * 1000 / n}
         finally:
             proc.terminate()
             proc.wait(30)
@@ -164,13 +190,16 @@ def main():
     print(f"photo {os.path.basename(a.photo)} {size / 1e6:.2f} MB, {a.uploads} uploads a run, "
           f"median of {a.runs} runs, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"{'conc':>4} {'uploads/s':>10} {'MB/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'peak RSS MiB':>13} {'peak PSS MiB':>13} {'failures':>8}")
+          f"{'peak RSS MiB':>13} {'peak PSS MiB':>13} {'CPU ms/up':>9} {'failures':>8}")
     for c in [int(x) for x in a.concurrency.split(",")]:
         runs = [one_run(a.bin, a.photo, a.uploads, c, extra) for _ in range(a.runs)]
-        med = {k: statistics.median(r[k] for r in runs) for k in ("ups", "p50", "p99", "rss", "pss")}
+        med = {k: statistics.median(r[k] for r in runs) for k in ("ups", "p50", "p99", "rss", "pss", "cpu")}
         fails = sum(r["fails"] for r in runs)
         print(f"{c:>4} {med['ups']:>10.2f} {med['ups'] * size / 1e6:>7.1f} {med['p50']:>8.0f} "
-              f"{med['p99']:>8.0f} {med['rss']:>13.1f} {med['pss']:>13.1f} {fails:>8}", flush=True)
+              f"{med['p99']:>8.0f} {med['rss']:>13.1f} {med['pss']:>13.1f} {med['cpu']:>9.0f} {fails:>8}", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}; CPU ms/up is server + helper + "
+          f"workers (user + system) per upload, so {os.cpu_count()} idle cores would allow at "
+          f"most {os.cpu_count()} * 1000 / (CPU ms/up) uploads/s")
 
 
 if __name__ == "__main__":
