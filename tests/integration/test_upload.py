@@ -87,7 +87,7 @@ class Up:
             start = j["next"]
         return [x for x in out if action is None or x.get("action") == action]
 
-    def raw(self, path, new_target=None, extra=(), timeout=30):
+    def raw(self, path, new_target=None, extra=(), timeout=30, split=0):
         """Replay a .http file: new request target, real Host, our token."""
         data = open(path, "rb").read()
         head, sep, body = data.partition(b"\r\n\r\n")
@@ -98,20 +98,28 @@ class Up:
         lines = [b"Host: " + self.s.hostport.encode() if l.lower().startswith(b"host:") else l
                  for l in lines]
         lines += [b"Authorization: Bearer " + self.token.encode(), *extra]
-        return send_raw(self.s.hostport, b"\r\n".join(lines) + sep + body, timeout)
+        return send_raw(self.s.hostport, b"\r\n".join(lines) + sep + body, timeout, split)
 
     def healthy(self):
         assert self.s.get("/healthz").status_code == 200
         assert self.s.proc.poll() is None
 
 
-def send_raw(hostport, req, timeout=30, stop_after_headers=False):
-    """Send bytes, read the whole answer; returns (status, headers dict, body bytes)."""
+def send_raw(hostport, req, timeout=30, split=0):
+    """Send bytes (the first 1200 in pieces of `split` bytes, each its own
+    TCP segment, when split > 0), read the whole answer; returns (status,
+    headers dict, body bytes)."""
     host, port = hostport.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         try:
-            s.sendall(req)
+            pos = 0
+            while split and pos < min(1200, len(req)):
+                s.sendall(req[pos:pos + split])
+                pos += split
+                time.sleep(0.002)
+            s.sendall(req[pos:])
             s.shutdown(socket.SHUT_WR)
         except OSError:
             pass
@@ -590,3 +598,19 @@ def test_busy_queue_full_answers_503(server_factory, shared):
     ok = codes.count(201)
     assert u.counts() == {"docs": ok, "blob_rows": 2 * ok, "blob_files": 2 * ok, "tmp": 0}
     u.healthy()
+
+
+@pytest.mark.parametrize("split", [1, 7, 13])
+def test_split_writes_same_answer(server_factory, shared, split):
+    """Reads ending anywhere (inside a boundary, between CR and LF, inside a
+    part header) give the same answers (the C20 replay)."""
+    u = Up(server_factory)
+    st, hd, body = u.raw(inp(shared, "C14c-backslash-filename-quote.http"), split=split)
+    assert st == 201 and json.loads(body)["file_name"] == 'id"card.jpg', body
+    st, hd, body = u.raw(inp(shared, "C16a-utf8-nfc-filename-nonascii.http"), split=split)
+    assert st == 201 and json.loads(body)["file_name"] == "Führerschein_überprüft_身份证.jpg"
+    problem(u.raw(inp(shared, "C22-multipart-bare-lf.http"), split=split), 400,
+            "malformed_multipart")
+    st, hd, body = u.raw(inp(shared, "C19a-multipart-chunked.http"), split=split)
+    assert st == 201, body
+    assert u.counts() == {"docs": 3, "blob_rows": 6, "blob_files": 6, "tmp": 0}
