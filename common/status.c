@@ -74,6 +74,7 @@ const char *cv_status_str(cv_status st)
     case CV_E_MANIFEST_MISMATCH: return "archive content does not match its manifest";
     case CV_E_ARCHIVE_FORMAT: return "archive format error";
     case CV_E_BACKUP_CHAIN: return "backups are not a consecutive chain";
+    case CV_E_EMPTY_FILE: return "the uploaded file is empty";
     }
     return "unknown status";
 }
@@ -261,6 +262,10 @@ void cv_status_http(cv_status st, int *http_status, const char **code)
     case CV_E_BACKUP_CHAIN:
         h = 409;
         c = "backup_chain";
+        break;
+    case CV_E_EMPTY_FILE:
+        h = 422;
+        c = "empty_file";
         break;
     }
     *http_status = h;

@@ -723,22 +723,29 @@ static void transpose(const uint8_t *src, unsigned w, unsigned h, uint8_t *dst)
  * less than a horizontal pass that gathers interleaved RGB taps and does
  * not vectorise.
  */
-static cv_status resize(const struct rgb *src, unsigned ow, unsigned oh, struct rgb *dst)
+/* Consumes src: its pixels are freed after the first pass (so the source
+ * raster and the second-pass buffers are never all alive at once: a 12 MP
+ * photo peaks at ~56 MB instead of ~84 MB). */
+static cv_status resize(struct rgb *src, unsigned ow, unsigned oh, struct rgb *dst)
 {
     cv_status rc = CV_E_NOMEM;
     struct taps tx = {0}, ty = {0};
     uint8_t *a = NULL, *b = NULL;
     struct rgb res = {0};
+    unsigned sw = src->w;
     if (taps_make(src->w, ow, &tx) != CV_OK || taps_make(src->h, oh, &ty) != CV_OK)
         goto out;
-    a = big_alloc((size_t)src->w * oh * 3);
-    b = big_alloc((size_t)src->w * oh * 3);
-    if (a == NULL || b == NULL || rgb_alloc(&res, ow, oh) != CV_OK)
+    a = big_alloc((size_t)sw * oh * 3);
+    if (a == NULL)
         goto out;
-    pass_vertical(src->px, (size_t)src->w * 3, &ty, oh, a); /* a: w x oh */
-    transpose(a, src->w, oh, b);                            /* b: oh x w (rows = x) */
-    pass_vertical(b, (size_t)oh * 3, &tx, ow, a);           /* a: oh x ow */
-    transpose(a, oh, ow, res.px);                           /* res: ow x oh */
+    pass_vertical(src->px, (size_t)sw * 3, &ty, oh, a); /* a: w x oh */
+    rgb_free(src);
+    b = big_alloc((size_t)sw * oh * 3); /* after the source is freed: lower peak */
+    if (b == NULL || rgb_alloc(&res, ow, oh) != CV_OK)
+        goto out;
+    transpose(a, sw, oh, b);                      /* b: oh x w (rows = x) */
+    pass_vertical(b, (size_t)oh * 3, &tx, ow, a); /* a: oh x ow */
+    transpose(a, oh, ow, res.px);                 /* res: ow x oh */
     *dst = res;
     res.px = NULL;
     rc = CV_OK;

@@ -14,6 +14,7 @@
 #include "casevault/blobstore.h"
 #include "casevault/config.h"
 #include "casevault/datadir.h"
+#include "casevault/intake.h"
 #include "checkpointer.h"
 #include "cli.h"
 #include "http.h"
@@ -78,21 +79,38 @@ int cv_cmd_serve(int argc, char **argv)
         return cli_usage("serve", "audit.origin must be 1-128 printable ASCII characters without "
                                   "spaces or '+'");
 
+    /* The decoder pool forks its clean helper now, before any key is in
+     * memory and before any thread exists (include/casevault/intake.h). */
+    struct cv_intake_pool_config pc = {
+        .workers = srv.cfg.workers,
+        .queue_depth = srv.cfg.queue_depth,
+        .decode_timeout_s = srv.cfg.decode_timeout_s,
+        .decode_memory_mb = srv.cfg.decode_memory_mb,
+        .max_input_bytes = (size_t)srv.cfg.max_body_bytes,
+    };
+    if ((st = cv_intake_pool_new(&pc, &srv.pool)) != CV_OK)
+        return cli_fail("serve", "cannot start the decoder pool", st);
     const char *dir = srv.cfg.data;
     if (!cv_datadir_initialized(dir)) {
         st = cv_datadir_init(dir);
         if (st == CV_E_NOT_EMPTY) {
             fprintf(stderr, "casevault serve: %s is not empty and not a casevault data directory\n",
                     dir);
+            cv_intake_pool_free(srv.pool);
             return CV_EXIT_FAIL;
         }
-        if (st != CV_OK)
+        if (st != CV_OK) {
+            cv_intake_pool_free(srv.pool);
             return cli_fail("serve", "cannot initialize the data directory", st);
+        }
         fprintf(stderr, "initialized a new data directory %s with fresh keys\n", dir);
     }
     st = cv_datadir_open(dir, srv.cfg.db_readers, &srv.dd);
-    if (st != CV_OK)
+    if (st != CV_OK) {
+        cv_intake_pool_free(srv.pool);
+        srv.pool = NULL;
         return cli_fail("serve", dir, st);
+    }
     st = cv_datadir_lock_server(srv.dd, &lockfd);
     if (st != CV_OK) {
         rc = st == CV_E_BUSY
@@ -154,5 +172,7 @@ out:
         close(lockfd);
     cv_datadir_free(srv.dd);
     srv.dd = NULL;
+    cv_intake_pool_free(srv.pool);
+    srv.pool = NULL;
     return rc;
 }

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -418,6 +419,21 @@ static int authorize(struct cv_request *req)
 }
 
 /* First call: everything decided from the request line and headers. */
+/* Body bytes a request may send. A multipart upload may exceed
+ * server.max_body_bytes by CV_MULTIPART_SLACK of framing: the limit counts
+ * file bytes (the upload route caps the file part itself, case C23). */
+#define CV_MULTIPART_SLACK 16384
+static unsigned long long body_cap(struct cv_request *req)
+{
+    const struct cv_config *cfg = &req->srv->cfg;
+    if (req->route->body == CV_BODY_JSON)
+        return cfg->max_json_bytes;
+    const char *ct = cv_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (req->route->body == CV_BODY_STREAM && ct != NULL && strncasecmp(ct, "multipart/", 10) == 0)
+        return cfg->max_body_bytes + CV_MULTIPART_SLACK;
+    return cfg->max_body_bytes;
+}
+
 static void begin_request(struct cv_request *req)
 {
     struct cv_server *srv = req->srv;
@@ -465,8 +481,7 @@ static void begin_request(struct cv_request *req)
         }
         return;
     }
-    unsigned long long cap =
-        req->route->body == CV_BODY_JSON ? cfg->max_json_bytes : cfg->max_body_bytes;
+    unsigned long long cap = body_cap(req);
     if (req->content_length != ULLONG_MAX && req->content_length > cap) {
         cv_reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
         cv_reply_problem(req, CV_E_PAYLOAD_TOO_LARGE, NULL, "the body may be at most %llu bytes",
@@ -527,7 +542,7 @@ static void receive(struct cv_request *req, const char *data, size_t n)
         req->body_len += n;
         return;
     case CV_BODY_STREAM:
-        if (req->bytes_in > cfg->max_body_bytes) {
+        if (req->bytes_in > body_cap(req)) {
             req->failed = CV_E_PAYLOAD_TOO_LARGE;
             snprintf(req->failed_detail, sizeof req->failed_detail,
                      "the body may be at most %llu bytes", cfg->max_body_bytes);

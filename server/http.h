@@ -94,6 +94,7 @@ struct cv_server {
     struct MHD_Daemon *daemon;
     const struct cv_route *routes;
     size_t nroutes;
+    struct cv_intake_pool *pool; /* sandboxed decoders (started before the keyring) */
     char scheme[8];
 };
 

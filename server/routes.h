@@ -28,6 +28,16 @@ void cv_route_cases_submit(struct cv_request *req);
 void cv_route_cases_decide(struct cv_request *req);
 void cv_route_cases_close(struct cv_request *req);
 
+/* routes_documents.c: uploads (applicant, streamed) and the staff content view. */
+void cv_route_documents_put(struct cv_request *req);
+void cv_route_documents_post(struct cv_request *req);
+void cv_route_documents_content(struct cv_request *req);
+cv_status cv_documents_put_begin(struct cv_request *req);
+cv_status cv_documents_put_data(struct cv_request *req, const char *data, size_t len);
+cv_status cv_documents_post_begin(struct cv_request *req);
+cv_status cv_documents_post_data(struct cv_request *req, const char *data, size_t len);
+void cv_documents_stream_abort(struct cv_request *req);
+
 /* routes_audit.c: checkpoints, proofs and entries of the audit log (auditor). */
 void cv_route_audit_checkpoint(struct cv_request *req);
 void cv_route_audit_inclusion(struct cv_request *req);

@@ -234,6 +234,14 @@ cv_status cv_case_document_latest(struct cv_db *db, int in_txn, const char *case
                                   const char *kind, struct cv_document_info *out);
 
 /*
+ * cv_case_document_get - document doc_id of case case_id (superseded ones
+ * too). in_txn as for cv_case_get. Errors: CV_E_NOT_FOUND (no such
+ * document in that case), CV_E_DB.
+ */
+cv_status cv_case_document_get(struct cv_db *db, int in_txn, const char *case_id,
+                               const char *doc_id, struct cv_document_info *out);
+
+/*
  * cv_case_submit - draft | needs_resubmission -> submitted (case.submit).
  * Every required kind needs a document; after a resubmission request, each
  * kind asked for needs one uploaded in the current round.

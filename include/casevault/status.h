@@ -76,6 +76,8 @@ typedef enum cv_status {
     CV_E_MANIFEST_MISMATCH,
     CV_E_ARCHIVE_FORMAT,
     CV_E_BACKUP_CHAIN,
+    /* uploads */
+    CV_E_EMPTY_FILE,
 } cv_status;
 
 /*

@@ -4,12 +4,13 @@ limit and its reset, the personal and enterprise lifecycles (four-eyes), the
 role x route matrix, and no PII in the database file, the logs or the audit
 entries. Identities are invented; each passes its check character.
 
-Documents are added with the TEST-ONLY `casevault _test-document-add`
-command (debug builds only) until uploads (issue 6) exist."""
+Documents are uploaded for real through PUT /v1/cases/{id}/documents/{kind}
+(a generated 640x480 JPEG)."""
 import glob
 import json
 import os
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -63,6 +64,7 @@ def enterprise_case(account_id="e1", **kw):
 class Env:
     def __init__(self, server):
         self.s = server
+        self.tokens = {}
         self.admin = server.token("admin")
         self.reviewer = server.token("reviewer", "rev-one")
         self.reviewer2 = server.token("reviewer", "rev-two")
@@ -90,20 +92,30 @@ class Env:
     def open(self, body):
         r = self.create(body)
         assert r.status_code == 201, r.text
+        self.tokens[r.json()["id"]] = r.json()["token"]
         return r.json()
 
     def add_doc(self, case_id, kind):
-        p = run_cli("_test-document-add", "--data", self.s.data, "--case", case_id, "--kind", kind)
-        assert p.returncode == 0, p.stderr
-        return p.stdout.strip()
+        """Upload a real (generated, 640x480) JPEG through PUT with the case's token."""
+        r = self.s.request("PUT", f"/v1/cases/{case_id}/documents/{kind}", self.tokens[case_id],
+                           data=doc_jpeg())
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
 
     def decide(self, case_id, token, **body):
         return self.s.request("POST", f"/v1/cases/{case_id}/decision", token, json=body)
 
 
-def needs_test_hooks():
-    if "_test-document-add" not in run_cli("help").stdout:
-        pytest.skip("release build: the TEST-ONLY _test-document-add command is absent")
+_DOC_JPEG = []
+
+
+def doc_jpeg():
+    """A 640x480 JPEG made by ImageMagick (above the default minimum side)."""
+    if not _DOC_JPEG:
+        _DOC_JPEG.append(subprocess.run(
+            ["convert", "-size", "640x480", "gradient:#203040-#c0d0e0", "jpg:-"],
+            capture_output=True, check=True, timeout=60).stdout)
+    return _DOC_JPEG[0]
 
 
 @pytest.fixture
@@ -359,7 +371,6 @@ def test_case_token_expires(server_factory):
 
 
 def test_resubmission_extends_the_case_token(server_factory):
-    needs_test_hooks()
     s = server_factory(args=["--set", "cases.token_ttl=2"])
     env = Env(s)
     env.seed()
@@ -380,7 +391,6 @@ def test_resubmission_extends_the_case_token(server_factory):
 # ---- lifecycles ----
 
 def test_personal_lifecycle(env):
-    needs_test_hooks()
     s = env.s
     c = env.open(personal_case())
     cid, tok = c["id"], c["token"]
@@ -454,7 +464,6 @@ def test_personal_lifecycle(env):
 
 
 def test_enterprise_lifecycle_four_eyes(server_factory):
-    needs_test_hooks()
     s = server_factory(args=["--set", "decision.four_eyes=true"])
     env = Env(s)
     env.seed()
@@ -549,7 +558,6 @@ def test_role_route_matrix(env):
 # ---- no PII at rest, in logs, in audit entries ----
 
 def test_no_pii_in_database_logs_or_audit(server_factory, tmp_path):
-    needs_test_hooks()
     s = server_factory()
     env = Env(s)
     env.seed()
