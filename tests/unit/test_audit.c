@@ -20,37 +20,7 @@
 #include "casevault/db.h"
 #include "casevault/keyring.h"
 #include "casevault/util.h"
-
-struct fx {
-    char dir[64];
-    char root[128];
-    struct cv_datadir *dd;
-};
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/cv-audit-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
-    snprintf(f->root, sizeof f->root, "%s/data", f->dir);
-    if (cv_datadir_init(f->root) != CV_OK || cv_datadir_open(f->root, 2, &f->dd) != CV_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    char cmd[256];
-    cv_datadir_free(f->dd);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0)
-        return -1;
-    free(f);
-    return 0;
-}
+#include "fixture.h"
 
 static void append_n(struct fx *f, int n, const char *action)
 {

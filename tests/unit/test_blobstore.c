@@ -24,36 +24,7 @@
 #include "casevault/datadir.h"
 #include "casevault/db.h"
 #include "casevault/keyring.h"
-
-struct fx {
-    char dir[64];
-    char root[128];
-    struct cv_datadir *dd;
-};
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/cv-blob-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
-    snprintf(f->root, sizeof f->root, "%s/data", f->dir);
-    if (cv_datadir_init(f->root) != CV_OK || cv_datadir_open(f->root, 2, &f->dd) != CV_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    char cmd[200];
-    cv_datadir_free(f->dd);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int r = system(cmd);
-    free(f);
-    return r == 0 ? 0 : -1;
-}
+#include "fixture.h"
 
 /* Deterministic test plaintext: byte at offset i. */
 static uint8_t pat(uint64_t i)

@@ -22,6 +22,7 @@
 #include "casevault/case.h"
 #include "casevault/datadir.h"
 #include "casevault/db.h"
+#include "fixture.h"
 
 #define P_NAME   "测试 甲"
 #define P_ID     "110105199003071239"
@@ -33,39 +34,9 @@
 #define E_USCC   "91350100M000100Y43"
 #define CONTACT  "13700137000"
 
-struct fx {
-    char dir[64];
-    char root[128];
-    struct cv_datadir *dd;
-};
-
 static const struct cv_case_actor console = {"console", "applicant", "req-1", "127.0.0.1"};
 static const struct cv_case_actor rev_a = {"01J00000000000000000000AAA", "reviewer", NULL, NULL};
 static const struct cv_case_actor rev_b = {"01J00000000000000000000BBB", "reviewer", NULL, NULL};
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/cv-case-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
-    snprintf(f->root, sizeof f->root, "%s/data", f->dir);
-    if (cv_datadir_init(f->root) != CV_OK || cv_datadir_open(f->root, 2, &f->dd) != CV_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    char cmd[200];
-    cv_datadir_free(f->dd);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int r = system(cmd);
-    free(f);
-    return r == 0 ? 0 : -1;
-}
 
 static cv_status put_record(struct fx *f, const char *json, enum cv_upsert_result *res,
                             const char **field)
