@@ -5,7 +5,7 @@ CREATE TABLE meta (
 ) STRICT;
 
 -- Root keys wrapped by a master key (KEK): XChaCha20-Poly1305-IETF,
--- nonce (24 bytes) || ciphertext, associated data "casevault/root/<purpose>/<kek_id>".
+-- nonce (24 bytes) || ciphertext, associated data "root/<purpose>/<kek_id>".
 CREATE TABLE root_keys (
     purpose TEXT PRIMARY KEY,
     kek_id  TEXT NOT NULL,
