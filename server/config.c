@@ -69,7 +69,7 @@ static const struct key keys[] = {
     {"cases", "token_ttl", K_UINT, F(case_token_ttl_s), "604800",
      "seconds an applicant's case token stays valid (7 days)"},
     {"cases", "max_failed_attempts", K_UINT, F(max_failed_attempts), "5",
-     "failed identity checks per account per hour before 429"},
+     "failed identity checks per account within cases.failed_attempts_window before 429"},
     {"cases", "failed_attempts_window", K_UINT, F(failed_attempts_window_s), "3600",
      "seconds over which failed identity checks are counted (the rate-limit window)"},
     {"decision", "four_eyes", K_BOOL, F(four_eyes), "false",

@@ -36,7 +36,7 @@ static const struct {
      "  casevault token list --data DIR [--all]\n"
      "  casevault token revoke --data DIR --id TOKEN_ID"},
     {"accounts", cv_cmd_accounts,
-     "accounts import --data DIR FILE.jsonl\n"
+     "accounts import --data DIR FILE.jsonl|-\n"
      "      upsert real-name records, one JSON object per line (idempotent)"},
 #ifdef CV_TEST_HOOKS
     /* TEST-ONLY (debug builds): insert a document row without an upload. */
@@ -76,7 +76,7 @@ static const struct {
      "backup --data DIR --out FILE|- [--since BACKUP_ID]\n"
      "      stream a signed, still-encrypted backup (tar); prints the backup id"},
     {"restore", cv_cmd_restore,
-     "restore --from FILE [--from FILE]... --keys DIR --data NEWDIR\n"
+     "restore --from FULL [--from INCREMENTAL]... --keys DIR --data NEWDIR\n"
      "      restore a full backup then its incrementals into an empty NEWDIR"},
     {"testhook-blobs", cv_cmd_testhook_blobs,
      "testhook-blobs --data DIR [--count N] [--size BYTES] [--marker TEXT] [--interval-ms MS]\n"
@@ -100,7 +100,8 @@ void cv_help_print(void)
 {
     printf("casevault %s: secure document intake and case archive server\n\nUsage:\n", CV_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        printf("  casevault %s\n", commands[i].usage);
+        if (strncmp(commands[i].name, "testhook-", 9) != 0) /* test and bench hooks */
+            printf("  casevault %s\n", commands[i].usage);
     printf("\nConfiguration keys (INI file sections; --set SECTION.KEY=VALUE overrides):\n");
     cv_config_help(stdout);
     printf("\nExit status: 0 success, 1 failure, 2 usage error.\n");
