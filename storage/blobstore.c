@@ -28,13 +28,15 @@
  *    so a row's key cannot serve another blob. The DEK is wiped right after
  *    the secretstream state is set up; the state lives in sodium_malloc
  *    memory and is freed (zeroed) with the writer or reader.
- * 6. Put memory is two chunk slots whatever the blob size. Up to
- *    PIPELINE_AFTER chunks the caller hashes, encrypts and writes each chunk
- *    itself; a longer blob gets one helper thread that hashes the plaintext
- *    and writes the ciphertext of slot A while the caller fills and
- *    encrypts slot B (secretstream pushes stay on the caller's thread, in
- *    order). The helper takes one slot at a time, in submission order, so
- *    the SHA-256 and the file see chunks in stream order.
+ * 6. Put memory is two slots of SLOT_CHUNKS chunks whatever the blob size.
+ *    Up to PIPELINE_AFTER chunks the caller hashes, encrypts and writes each
+ *    slot itself; a longer blob gets one helper thread that hashes the
+ *    plaintext and writes the ciphertext of slot A while the caller fills
+ *    and encrypts slot B (secretstream pushes stay on the caller's thread,
+ *    in order). The helper takes one slot at a time, in submission order,
+ *    so the SHA-256 and the file see chunks in stream order. A slot holds
+ *    several chunks so that the hand-off (a mutex and a wake-up) happens
+ *    once per SLOT_CHUNKS chunks: per chunk it cost as much as the work.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -55,6 +57,7 @@
 #define TAG_FINAL      crypto_secretstream_xchacha20poly1305_TAG_FINAL
 #define ROW_BATCH      256
 #define PIPELINE_AFTER 4 /* chunks written inline before the helper starts */
+#define SLOT_CHUNKS    4 /* chunks handed to the helper at once */
 
 struct cv_blobstore {
     const struct cv_blobstore_ops *ops;
@@ -65,11 +68,14 @@ struct cv_blobstore {
 
 enum wstate { W_OPEN, W_FINISHED, W_COMMITTED, W_FAILED };
 
-/* One chunk in flight: its plaintext and its ciphertext. */
+/* Up to SLOT_CHUNKS chunks in flight: their plaintext and ciphertext.
+ * Chunks [0, nenc) are encrypted; plaintext past nenc * CV_BLOB_CHUNK is
+ * the open chunk still being filled. */
 struct slot {
-    uint8_t *plain;  /* CV_BLOB_CHUNK bytes */
-    uint8_t *cipher; /* CV_BLOB_CHUNK + ABYTES bytes */
+    uint8_t *plain;  /* SLOT_CHUNKS * CV_BLOB_CHUNK bytes */
+    uint8_t *cipher; /* SLOT_CHUNKS * (CV_BLOB_CHUNK + ABYTES) bytes */
     size_t plen, clen;
+    unsigned nenc;
 };
 
 struct cv_blob_writer {
@@ -164,13 +170,19 @@ static void wipe_free(uint8_t *p, size_t n)
 
 /* ---- put ---- */
 
-/* Hash a chunk's plaintext, wipe it, write its ciphertext (helper or inline). */
+#define SLOT_PLAIN  ((size_t)SLOT_CHUNKS * CV_BLOB_CHUNK)
+#define SLOT_CIPHER ((size_t)SLOT_CHUNKS * (CV_BLOB_CHUNK + SS_ABYTES))
+
+/* Hash a slot's plaintext, wipe it, write its ciphertext (helper or inline),
+ * and leave the slot empty. */
 static cv_status drain_slot(struct cv_blob_writer *w, struct slot *sl)
 {
     cv_sha256_update(w->sha, sl->plain, sl->plen);
     sodium_memzero(sl->plain, sl->plen);
-    sl->plen = 0;
-    return w->bs->ops->stage_write(w->h, sl->cipher, sl->clen);
+    cv_status rc = w->bs->ops->stage_write(w->h, sl->cipher, sl->clen);
+    sl->plen = sl->clen = 0;
+    sl->nenc = 0;
+    return rc;
 }
 
 static void *helper_main(void *arg)
@@ -239,8 +251,8 @@ static void writer_free(struct cv_blob_writer *w)
         sodium_free(w->ss);
     cv_sha256_free(w->sha);
     for (int i = 0; i < 2; i++) {
-        wipe_free(w->slot[i].plain, CV_BLOB_CHUNK);
-        wipe_free(w->slot[i].cipher, CV_BLOB_CHUNK + SS_ABYTES);
+        wipe_free(w->slot[i].plain, SLOT_PLAIN);
+        wipe_free(w->slot[i].cipher, SLOT_CIPHER);
     }
     sodium_memzero(w, sizeof *w);
     free(w);
@@ -265,8 +277,8 @@ cv_status cv_blob_put_begin(struct cv_blobstore *bs, struct cv_blob_writer **out
     w->ss = sodium_malloc(sizeof *w->ss);
     w->sha = cv_sha256_new();
     for (int i = 0; i < 2; i++) {
-        w->slot[i].plain = malloc(CV_BLOB_CHUNK);
-        w->slot[i].cipher = malloc(CV_BLOB_CHUNK + SS_ABYTES);
+        w->slot[i].plain = malloc(SLOT_PLAIN);
+        w->slot[i].cipher = malloc(SLOT_CIPHER);
         if (w->slot[i].plain == NULL || w->slot[i].cipher == NULL)
             goto out;
     }
@@ -302,30 +314,42 @@ out:
     return rc;
 }
 
-/* Encrypt the current slot with tag, then hash and write it (through the
- * helper once the blob is long enough) and move to the other slot. */
-static cv_status push_chunk(struct cv_blob_writer *w, unsigned char tag)
+/* Hand the current slot to the helper (or drain it inline before the
+ * helper exists) and switch to the other, empty one. */
+static cv_status submit_slot(struct cv_blob_writer *w)
 {
-    struct slot *sl = &w->slot[w->cur];
-    unsigned long long clen = 0;
-    const uint8_t *ad = w->first ? w->hdr : NULL;
     cv_status rc;
-    if (crypto_secretstream_xchacha20poly1305_push(w->ss, sl->cipher, &clen, sl->plain, sl->plen,
-                                                   ad, w->first ? AD_LEN : 0, tag) != 0)
-        return CV_E_CRYPTO;
-    w->first = 0;
-    sl->clen = (size_t)clen;
-    if (++w->nchunks == PIPELINE_AFTER && tag != TAG_FINAL)
-        helper_start(w);
     if (!w->have_thread)
-        return drain_slot(w, sl);
+        return drain_slot(w, &w->slot[w->cur]);
     if ((rc = helper_wait(w)) != CV_OK)
         return rc;
     pthread_mutex_lock(&w->mu);
     w->pending = w->cur;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    w->cur ^= 1; /* free: helper_wait saw the helper idle */
+    w->cur ^= 1; /* empty: helper_wait saw the helper done with it */
+    return CV_OK;
+}
+
+/* Encrypt the current slot's open chunk with tag; submit the slot when it
+ * is full or the chunk is the final one. */
+static cv_status push_chunk(struct cv_blob_writer *w, unsigned char tag)
+{
+    struct slot *sl = &w->slot[w->cur];
+    size_t off = (size_t)sl->nenc * CV_BLOB_CHUNK;
+    unsigned long long clen = 0;
+    const uint8_t *ad = w->first ? w->hdr : NULL;
+    if (crypto_secretstream_xchacha20poly1305_push(w->ss, sl->cipher + sl->clen, &clen,
+                                                   sl->plain + off, sl->plen - off, ad,
+                                                   w->first ? AD_LEN : 0, tag) != 0)
+        return CV_E_CRYPTO;
+    w->first = 0;
+    sl->clen += (size_t)clen;
+    sl->nenc++;
+    if (++w->nchunks == PIPELINE_AFTER && tag != TAG_FINAL)
+        helper_start(w);
+    if (sl->nenc == SLOT_CHUNKS || tag == TAG_FINAL)
+        return submit_slot(w);
     return CV_OK;
 }
 
@@ -339,14 +363,14 @@ cv_status cv_blob_put_write(struct cv_blob_writer *w, const void *data, size_t l
         struct slot *sl = &w->slot[w->cur];
         /* A full chunk is pushed only once more data follows: the last
          * chunk is always pushed by finish with TAG_FINAL. */
-        if (sl->plen == CV_BLOB_CHUNK) {
+        if (sl->plen - (size_t)sl->nenc * CV_BLOB_CHUNK == CV_BLOB_CHUNK) {
             if ((rc = push_chunk(w, TAG_MSG)) != CV_OK) {
                 w->state = W_FAILED;
                 return rc;
             }
             sl = &w->slot[w->cur];
         }
-        size_t n = CV_BLOB_CHUNK - sl->plen;
+        size_t n = (size_t)(sl->nenc + 1) * CV_BLOB_CHUNK - sl->plen;
         if (n > len)
             n = len;
         memcpy(sl->plain + sl->plen, p, n);
