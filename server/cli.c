@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "casevault/datadir.h"
 #include "cli.h"
 
 int cli_usage(const char *cmd, const char *msg)
@@ -79,4 +80,16 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts
     }
     *npos = np;
     return CV_EXIT_OK;
+}
+
+int cli_open_datadir(const char *cmd, const char *data, struct cv_datadir **dd)
+{
+    if (data == NULL)
+        return cli_usage(cmd, "--data DIR is required");
+    cv_status st = cv_datadir_open(data, 1, dd);
+    if (st == CV_E_NOT_INITIALIZED) {
+        fprintf(stderr, "casevault %s: %s is not an initialized data directory\n", cmd, data);
+        return CV_EXIT_FAIL;
+    }
+    return st == CV_OK ? CV_EXIT_OK : cli_fail(cmd, data, st);
 }

@@ -39,6 +39,16 @@ int cli_fail(const char *cmd, const char *what, cv_status st);
 /* cli_usage - print "casevault CMD: MSG" and a hint on stderr; returns CV_EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *msg);
 
+struct cv_datadir;
+
+/*
+ * cli_open_datadir - open the data dir named by --data (one reader
+ * connection) for subcommand cmd. Out: *dd (free with cv_datadir_free).
+ * Returns CV_EXIT_OK, CV_EXIT_USAGE when data is NULL, or CV_EXIT_FAIL with
+ * a message (not initialized, or the status of cv_datadir_open).
+ */
+int cli_open_datadir(const char *cmd, const char *data, struct cv_datadir **dd);
+
 int cv_cmd_init(int argc, char **argv);
 int cv_cmd_serve(int argc, char **argv);
 int cv_cmd_token(int argc, char **argv);

@@ -24,20 +24,6 @@
 #define IMPORT_LINE_MAX (64 * 1024) /* bytes of one record line */
 #define IMPORT_BATCH    256         /* records per write transaction */
 
-static int open_dd(const char *cmd, const char *data, struct cv_datadir **dd)
-{
-    if (data == NULL)
-        return cli_usage(cmd, "--data DIR is required");
-    cv_status st = cv_datadir_open(data, 1, dd);
-    if (st == CV_E_NOT_INITIALIZED) {
-        fprintf(stderr, "casevault %s: %s is not an initialized data directory\n", cmd, data);
-        return CV_EXIT_FAIL;
-    }
-    if (st != CV_OK)
-        return cli_fail(cmd, data, st);
-    return CV_EXIT_OK;
-}
-
 static const char *upsert_str(enum cv_upsert_result r)
 {
     switch (r) {
@@ -84,7 +70,7 @@ static int accounts_import(int argc, char **argv)
         fprintf(stderr, "casevault accounts import: cannot open %s\n", pos[0]);
         return CV_EXIT_FAIL;
     }
-    if ((rc = open_dd("accounts import", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("accounts import", data, &dd)) != CV_EXIT_OK)
         goto out;
     if ((rec = cv_account_record_new()) == NULL) {
         rc = cli_fail("accounts import", "out of memory", CV_E_NOMEM);
@@ -268,7 +254,7 @@ int cv_cmd_test_document_add(int argc, char **argv)
         return cli_usage("_test-document-add", "--case ID and --kind KIND are required");
     if ((original == NULL) != (normalized == NULL))
         return cli_usage("_test-document-add", "--original and --normalized go together");
-    if ((rc = open_dd("_test-document-add", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("_test-document-add", data, &dd)) != CV_EXIT_OK)
         return rc;
     int64_t osize = 123456;
     cv_status st = CV_OK;

@@ -19,20 +19,6 @@
 #include "casevault/util.h"
 #include "cli.h"
 
-static int open_dd(const char *cmd, const char *data, struct cv_datadir **dd)
-{
-    if (data == NULL)
-        return cli_usage(cmd, "--data DIR is required");
-    cv_status st = cv_datadir_open(data, 1, dd);
-    if (st == CV_E_NOT_INITIALIZED) {
-        fprintf(stderr, "casevault %s: %s is not an initialized data directory\n", cmd, data);
-        return CV_EXIT_FAIL;
-    }
-    if (st != CV_OK)
-        return cli_fail(cmd, data, st);
-    return CV_EXIT_OK;
-}
-
 static int parse_size(const char *s, uint64_t *out)
 {
     uint64_t x = 0;
@@ -66,7 +52,7 @@ static int audit_verify(int argc, char **argv)
     int rc = cli_parse("audit verify", argc, argv, opts, pos, 0, &npos);
     if (rc != CV_EXIT_OK)
         return rc;
-    if ((rc = open_dd("audit verify", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("audit verify", data, &dd)) != CV_EXIT_OK)
         return rc;
     int64_t t0 = cv_mono_ms();
     cv_keyring_sign_pk(dd->kr, pk, keyid);
@@ -128,7 +114,7 @@ static int audit_checkpoint(int argc, char **argv)
         return rc;
     if (size_s != NULL && !parse_size(size_s, &size))
         return cli_usage("audit checkpoint", "--size must be a non-negative decimal integer");
-    if ((rc = open_dd("audit checkpoint", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("audit checkpoint", data, &dd)) != CV_EXIT_OK)
         return rc;
     cv_status st;
     if (size_s != NULL) {

@@ -39,18 +39,6 @@ static void crash_point(const char *step)
     }
 }
 
-static int open_dd(const char *cmd, const char *data, struct cv_datadir **dd)
-{
-    if (data == NULL)
-        return cli_usage(cmd, "--data DIR is required");
-    cv_status st = cv_datadir_open(data, 1, dd);
-    if (st == CV_E_NOT_INITIALIZED) {
-        fprintf(stderr, "casevault %s: %s is not an initialized data directory\n", cmd, data);
-        return CV_EXIT_FAIL;
-    }
-    return st == CV_OK ? CV_EXIT_OK : cli_fail(cmd, data, st);
-}
-
 static int blob_put(int argc, char **argv)
 {
     const char *data = NULL;
@@ -69,7 +57,7 @@ static int blob_put(int argc, char **argv)
         return rc;
     if (npos != 1)
         return cli_usage("blob put", "expected FILE (or - for standard input)");
-    if ((rc = open_dd("blob put", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("blob put", data, &dd)) != CV_EXIT_OK)
         return rc;
     rc = CV_EXIT_FAIL;
     fd = strcmp(pos[0], "-") == 0 ? STDIN_FILENO : open(pos[0], O_RDONLY | O_CLOEXEC);
@@ -179,7 +167,7 @@ static int blob_get(int argc, char **argv)
         return cli_usage("blob get", "expected a blob ID");
     if (!cv_ulid_valid(pos[0]))
         return cli_usage("blob get", "the blob ID must be a 26-character ULID");
-    if ((rc = open_dd("blob get", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("blob get", data, &dd)) != CV_EXIT_OK)
         return rc;
     rc = CV_EXIT_FAIL;
     if ((st = cv_blob_get_open(dd->bs, pos[0], &r)) != CV_OK)

@@ -13,20 +13,6 @@
 #include "casevault/token.h"
 #include "cli.h"
 
-static int open_dd(const char *cmd, const char *data, struct cv_datadir **dd)
-{
-    if (data == NULL)
-        return cli_usage(cmd, "--data DIR is required");
-    cv_status st = cv_datadir_open(data, 1, dd);
-    if (st == CV_E_NOT_INITIALIZED) {
-        fprintf(stderr, "casevault %s: %s is not an initialized data directory\n", cmd, data);
-        return CV_EXIT_FAIL;
-    }
-    if (st != CV_OK)
-        return cli_fail(cmd, data, st);
-    return CV_EXIT_OK;
-}
-
 static int token_create(int argc, char **argv)
 {
     const char *data = NULL, *role_s = NULL, *name = NULL;
@@ -49,7 +35,7 @@ static int token_create(int argc, char **argv)
         return cli_usage("token create", "--role must be admin, reviewer, auditor or backup");
     if (name == NULL)
         return cli_usage("token create", "--name NAME is required");
-    if ((rc = open_dd("token create", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("token create", data, &dd)) != CV_EXIT_OK)
         return rc;
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
@@ -106,7 +92,7 @@ static int token_list(int argc, char **argv)
     int rc = cli_parse("token list", argc, argv, opts, pos, 0, &npos);
     if (rc != CV_EXIT_OK)
         return rc;
-    if ((rc = open_dd("token list", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("token list", data, &dd)) != CV_EXIT_OK)
         return rc;
     printf("%-26s  %-9s  %-24s  %-24s  %s\n", "ID", "ROLE", "NAME", "CREATED", "REVOKED");
     cv_status st = cv_token_list(dd->db, all, print_row, NULL);
@@ -134,7 +120,7 @@ static int token_revoke(int argc, char **argv)
         return cli_usage("token revoke", "--id TOKEN_ID is required");
     if (!cv_ulid_valid(id))
         return cli_usage("token revoke", "--id must be a token id (26-character ULID)");
-    if ((rc = open_dd("token revoke", data, &dd)) != CV_EXIT_OK)
+    if ((rc = cli_open_datadir("token revoke", data, &dd)) != CV_EXIT_OK)
         return rc;
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
