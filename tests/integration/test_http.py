@@ -65,7 +65,7 @@ def test_metrics_prometheus_text(server):
     assert 'casevault_http_request_duration_seconds_bucket{route="/healthz",le="+Inf"} 1' in t
     # This very request, and perhaps the previous one whose completion
     # callback runs just after its client got the answer.
-    inflight = int(t.split("casevault_http_requests_in_flight ")[1].split()[0])
+    inflight = int(t.split("\ncasevault_http_requests_in_flight ")[1].split()[0])
     assert 1 <= inflight <= 2
     assert "/nowhere" not in t  # raw paths never become labels
 
