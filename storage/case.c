@@ -875,23 +875,25 @@ out:
     return rc;
 }
 
-cv_status cv_case_document_latest(struct cv_db *db, int in_txn, const char *case_id,
-                                  const char *kind, struct cv_document_info *out)
+/* One document row of case_id: WHERE case_id=?1 AND <where> with ?2 = arg. */
+static cv_status document_query(struct cv_db *db, int in_txn, const char *case_id,
+                                const char *where, const char *arg, struct cv_document_info *out)
 {
     cv_status rc = CV_E_DB;
     sqlite3_stmt *st = NULL;
     sqlite3 *c = conn_get(db, in_txn);
     struct cv_document_info d;
+    char sql[512];
     memset(&d, 0, sizeof d);
-    if (sqlite3_prepare_v2(c,
-                           "SELECT id, kind, source_format, original_size, original_sha256, "
-                           "normalized_sha256, original_blob_id, normalized_blob_id, width, "
-                           "height, orientation_applied, round, created_at FROM documents "
-                           "WHERE case_id=? AND kind=? AND superseded=0 ORDER BY id DESC LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
+    snprintf(sql, sizeof sql,
+             "SELECT id, kind, source_format, original_size, original_sha256, "
+             "normalized_sha256, original_blob_id, normalized_blob_id, width, height, "
+             "orientation_applied, round, created_at FROM documents WHERE case_id=?1 AND %s",
+             where);
+    if (sqlite3_prepare_v2(c, sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, case_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, arg, -1, SQLITE_STATIC);
     int src = sqlite3_step(st);
     if (src == SQLITE_DONE) {
         rc = CV_E_NOT_FOUND;
@@ -922,51 +924,17 @@ out:
     return rc;
 }
 
+cv_status cv_case_document_latest(struct cv_db *db, int in_txn, const char *case_id,
+                                  const char *kind, struct cv_document_info *out)
+{
+    return document_query(db, in_txn, case_id, "kind=?2 AND superseded=0 ORDER BY id DESC LIMIT 1",
+                          kind, out);
+}
+
 cv_status cv_case_document_get(struct cv_db *db, int in_txn, const char *case_id,
                                const char *doc_id, struct cv_document_info *out)
 {
-    cv_status rc = CV_E_DB;
-    sqlite3_stmt *st = NULL;
-    sqlite3 *c = conn_get(db, in_txn);
-    struct cv_document_info d;
-    memset(&d, 0, sizeof d);
-    if (sqlite3_prepare_v2(c,
-                           "SELECT id, kind, source_format, original_size, original_sha256, "
-                           "normalized_sha256, original_blob_id, normalized_blob_id, width, "
-                           "height, orientation_applied, round, created_at FROM documents "
-                           "WHERE case_id=? AND id=?",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_text(st, 1, case_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, doc_id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
-        goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
-    copy_col(st, 0, d.id, sizeof d.id);
-    copy_col(st, 1, d.kind, sizeof d.kind);
-    copy_col(st, 2, d.source_format, sizeof d.source_format);
-    d.original_size = sqlite3_column_int64(st, 3);
-    copy_col(st, 4, d.original_sha256, sizeof d.original_sha256);
-    copy_col(st, 5, d.normalized_sha256, sizeof d.normalized_sha256);
-    copy_col(st, 6, d.original_blob_id, sizeof d.original_blob_id);
-    copy_col(st, 7, d.normalized_blob_id, sizeof d.normalized_blob_id);
-    d.width = sqlite3_column_int64(st, 8);
-    d.height = sqlite3_column_int64(st, 9);
-    d.orientation_applied = sqlite3_column_int(st, 10);
-    d.round = sqlite3_column_int64(st, 11);
-    copy_col(st, 12, d.created_at, sizeof d.created_at);
-    *out = d;
-    rc = CV_OK;
-out:
-    sqlite3_finalize(st);
-    conn_put(db, in_txn, c);
-    return rc;
+    return document_query(db, in_txn, case_id, "id=?2", doc_id, out);
 }
 
 /* ---- transitions ---- */
