@@ -75,7 +75,4 @@ int cv_cmd_testhook_verify_blobs(int argc, char **argv);
 int cv_cmd_keys_export(int argc, char **argv);
 int cv_cmd_keys_import(int argc, char **argv);
 
-/* cv_help_text - the full usage text, including every config key. */
-void cv_help_print(void);
-
 #endif

@@ -221,7 +221,6 @@ static void queue(struct cv_request *req, unsigned status, struct MHD_Response *
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     req->status = status;
     req->queued = 1;
-    req->finished = 1;
     if (MHD_queue_response(req->conn, status, resp) != MHD_YES)
         req->status = 0;
     MHD_destroy_response(resp);
@@ -314,8 +313,6 @@ void cv_reply_response(struct cv_request *req, unsigned status, struct MHD_Respo
 }
 
 /* ---- the pipeline ---- */
-
-static size_t count_header_bytes(struct cv_request *req);
 
 struct hdr_sum {
     size_t n;

@@ -73,7 +73,6 @@ struct cv_request {
     void *stream_ctx;
     cv_status failed; /* first error while receiving; answered in the final call */
     char failed_detail[160];
-    int finished; /* handler ran (or a reply was queued) */
     /* reply */
     struct MHD_Response *response;
     unsigned status;

@@ -96,7 +96,7 @@ static const struct {
     {"help", cv_cmd_help, "help\n      this text"},
 };
 
-void cv_help_print(void)
+static void cv_help_print(void)
 {
     printf("casevault %s: secure document intake and case archive server\n\nUsage:\n", CV_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

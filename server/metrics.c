@@ -111,14 +111,6 @@ void cv_metrics_count(const char *name, const char *help, uint64_t n)
     pthread_mutex_unlock(&mu);
 }
 
-void cv_metrics_reset(void)
-{
-    pthread_mutex_lock(&mu);
-    nseries = nhists = ncounters = 0;
-    inflight = 0;
-    pthread_mutex_unlock(&mu);
-}
-
 struct out {
     char *buf;
     size_t len, cap;

@@ -24,7 +24,4 @@ void cv_metrics_count(const char *name, const char *help, uint64_t n);
  * frees); NULL on allocation failure. */
 char *cv_metrics_render(size_t *len);
 
-/* cv_metrics_reset - forget everything (tests). */
-void cv_metrics_reset(void);
-
 #endif

@@ -509,8 +509,11 @@ out:
     return rc;
 }
 
-cv_status cv_keyring_derive(struct cv_keyring *kr, enum cv_key_purpose purpose,
-                            uint8_t out[CV_KEY_BYTES])
+/* The derived key of `purpose` (crypto_kdf from the field root key, context
+ * "cvfield_") into out; the caller wipes it. Private: callers get keyed
+ * hashes and wrapped keys, never raw derived keys. */
+static cv_status derive(struct cv_keyring *kr, enum cv_key_purpose purpose,
+                        uint8_t out[CV_KEY_BYTES])
 {
     pthread_mutex_lock(&kr->lock);
     sodium_mprotect_readonly(kr->root);
@@ -528,7 +531,7 @@ cv_status cv_keyring_keyed_hash(struct cv_keyring *kr, enum cv_key_purpose purpo
     uint8_t *key = secure_alloc(CV_KEY_BYTES);
     if (h == NULL || key == NULL)
         goto out;
-    if ((rc = cv_keyring_derive(kr, purpose, key)) != CV_OK)
+    if ((rc = derive(kr, purpose, key)) != CV_OK)
         goto out;
     rc = CV_E_CRYPTO;
     if (crypto_generichash_init(h, key, CV_KEY_BYTES, 32) != 0)

@@ -101,13 +101,6 @@ cv_status cv_keyring_keyed_hash(struct cv_keyring *kr, enum cv_key_purpose purpo
                                 const char *label, const void *msg, size_t len, uint8_t out[32]);
 
 /*
- * cv_keyring_derive - copy the derived key of `purpose` (crypto_kdf from the
- * field root key, context "cvfield_") into out (caller wipes it).
- */
-cv_status cv_keyring_derive(struct cv_keyring *kr, enum cv_key_purpose purpose,
-                            uint8_t out[CV_KEY_BYTES]);
-
-/*
  * cv_keyring_sign - Ed25519 (RFC 8032, pure, not prehashed) detached
  * signature of msg. Out: sig[64]. Errors: CV_E_CRYPTO.
  */

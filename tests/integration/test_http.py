@@ -250,3 +250,17 @@ def test_request_log_lines(server):
             assert k in l, (k, l)
     who = [l for l in reqs if l["route"] == "/v1/whoami"][0]
     assert who["status"] == 401 and who["code"] == "unauthorized"
+
+
+def test_per_ip_connection_limit(server_factory):
+    s = server_factory(args=["--set", "server.max_connections_per_ip=2"])
+    host, port = s.hostport.rsplit(":", 1)
+    held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+    time.sleep(0.3)
+    # A third connection from the same address is closed without an answer.
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(s.url + "/healthz", timeout=5)
+    for c in held:
+        c.close()
+    time.sleep(0.3)
+    assert s.get("/healthz").status_code == 200
