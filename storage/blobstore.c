@@ -724,8 +724,12 @@ cv_status cv_blob_get_open(struct cv_blobstore *bs, const char *id, struct cv_bl
     return rc;
 }
 
-/* Decrypt the next chunk into r->plain. Sets final_seen at TAG_FINAL. */
-static cv_status next_chunk(struct cv_blob_reader *r)
+/*
+ * Decrypt the next chunk into dst (r->plain, or the caller's buffer when a
+ * whole chunk fits there, which saves a copy). Sets final_seen at TAG_FINAL.
+ * r->plen is the chunk's plaintext length either way.
+ */
+static cv_status next_chunk(struct cv_blob_reader *r, uint8_t *dst)
 {
     size_t want = (size_t)r->chunk + SS_ABYTES, got = 0;
     unsigned long long mlen = 0;
@@ -735,7 +739,7 @@ static cv_status next_chunk(struct cv_blob_reader *r)
         return rc;
     if (got < SS_ABYTES)
         return CV_E_BLOB_TRUNCATED;
-    if (crypto_secretstream_xchacha20poly1305_pull(r->ss, r->plain, &mlen, &tag, r->cipher, got,
+    if (crypto_secretstream_xchacha20poly1305_pull(r->ss, dst, &mlen, &tag, r->cipher, got,
                                                    r->first ? r->hdr : NULL,
                                                    r->first ? AD_LEN : 0) != 0)
         return CV_E_BLOB_AUTH;
@@ -756,7 +760,7 @@ static cv_status next_chunk(struct cv_blob_reader *r)
         return CV_E_BLOB_TRUNCATED; /* the stream ended before TAG_FINAL */
     }
     if (!r->caller_hashes)
-        cv_sha256_update(r->sha, r->plain, r->plen);
+        cv_sha256_update(r->sha, dst, r->plen);
     r->total += r->plen;
     if (r->total > r->info.size)
         return CV_E_BLOB_SIZE;
@@ -774,11 +778,16 @@ cv_status cv_blob_get_read(struct cv_blob_reader *r, void *buf, size_t cap, size
         if (r->ppos == r->plen) {
             if (r->final_seen)
                 break;
-            cv_status rc = next_chunk(r);
+            int direct = cap - n >= r->chunk;
+            cv_status rc = next_chunk(r, direct ? (uint8_t *)buf + n : r->plain);
             if (rc != CV_OK) {
                 r->err = rc;
-                sodium_memzero(buf, n);
+                sodium_memzero(buf, direct ? cap : n);
                 return rc;
+            }
+            if (direct) {
+                n += r->plen;
+                r->plen = r->ppos = 0;
             }
             continue;
         }

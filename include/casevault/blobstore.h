@@ -205,7 +205,8 @@ cv_status cv_blob_get_open_info(struct cv_blobstore *bs, const struct cv_blob_in
 
 /*
  * cv_blob_get_read - next plaintext bytes into buf[cap] (cap > 0, else
- * CV_E_ARG). *got = 0 means the
+ * CV_E_ARG); cap of at least one chunk (64 KiB) is decrypted in place,
+ * without a copy. *got = 0 means the
  * end, reached only after the TAG_FINAL chunk, no trailing byte, and the
  * plaintext size and SHA-256 equal the row's. Errors: CV_E_BLOB_AUTH
  * (a chunk fails authentication: tampered, reordered or wrong key),
@@ -215,10 +216,12 @@ cv_status cv_blob_get_open_info(struct cv_blobstore *bs, const struct cv_blob_in
 cv_status cv_blob_get_read(struct cv_blob_reader *r, void *buf, size_t cap, size_t *got);
 
 /*
- * cv_blob_get_skip_hash - before the first read: the caller computes the
- * plaintext's SHA-256 itself and compares it with info.sha256 (the export
- * does so on another thread, so decryption and hashing overlap). Every
- * other check (authentication, truncation, trailing bytes, size) stays.
+ * cv_blob_get_skip_hash - before the first read: do not hash the plaintext
+ * against info.sha256. Every other check stays: chunk authentication
+ * (XChaCha20-Poly1305 under the blob's own data key, header bound to the
+ * blob id), truncation, trailing bytes and size, which together already
+ * prove the bytes are the ones put. For callers that hash themselves or
+ * whose manifest carries the put-time hash (the export).
  */
 void cv_blob_get_skip_hash(struct cv_blob_reader *r);
 
