@@ -34,7 +34,6 @@
 #include <string.h>
 #include <time.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,9 +47,9 @@
 #include "casevault/keyring.h"
 #include "casevault/minisign.h"
 #include "db_internal.h"
+#include "readahead.h"
 
 #define IO_BUF        (1u << 20)
-#define MAP_WINDOW    (1u << 20) /* multiple of the page size */
 #define SINK_BUF      (256u << 10)
 #define MAX_JSON      (1u << 20)
 #define MAX_MANIFEST  (256u << 20)
@@ -502,57 +501,46 @@ static cv_status add_buffer(struct cv_archive_writer *w, struct manifest *m, con
     return rc;
 }
 
-static cv_status add_file(struct cv_archive_writer *w, struct manifest *m, const char *name,
-                          const char *path, uint64_t size, int64_t mtime, uint8_t *buf,
-                          uint64_t *done, uint64_t total, cv_backup_progress_fn progress, void *arg)
+/* File i of the stream: the snapshot, then every blob (readahead path_fn). */
+static cv_status stream_path(void *arg, size_t i, char *path, size_t cap, uint64_t *size)
 {
-    cv_status rc = CV_E_IO;
-    struct cv_sha256 *h = NULL;
-    struct stat sb;
-    uint64_t left = size;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size)
-        goto out;
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    if ((h = cv_sha256_new()) == NULL) {
-        rc = CV_E_NOMEM;
-        goto out;
+    const struct cv_backup_job *job = arg;
+    char rel[BLOB_NAME_LEN + 1];
+    if (i == 0) {
+        *size = job->info.db_bytes;
+        return (size_t)snprintf(path, cap, "%s", job->snap) < cap ? CV_OK : CV_E_LIMIT;
     }
-    if ((rc = cv_archive_begin_file(w, name, size, mtime, 0)) != CV_OK)
-        goto out;
-    /* mmap windows: hashing and the copy into the output read the page
-     * cache directly (one copy less than read(); bench/backup). Files are
-     * immutable (blobs) or private (the snapshot), so none shrinks under us. */
-    (void)buf;
-    for (uint64_t off = 0; left > 0;) {
-        size_t win = left < MAP_WINDOW ? (size_t)left : MAP_WINDOW;
-        void *map = mmap(NULL, win, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)off);
-        if (map == MAP_FAILED) {
-            rc = CV_E_IO;
-            goto out;
-        }
-        cv_sha256_update(h, map, win);
-        rc = cv_archive_write(w, map, win);
-        munmap(map, win);
-        if (rc != CV_OK)
-            goto out;
-        left -= win;
-        off += win;
-        *done += win;
+    blob_rel(job->blobs[i - 1].id, rel);
+    *size = job->blobs[i - 1].size;
+    return cv_path_join(path, cap, job->dd->root, rel);
+}
+
+/*
+ * One member from the read-ahead helper (which read and hashed it): the
+ * tar header, its pieces, and its line of the manifest.
+ */
+static cv_status add_file(struct cv_archive_writer *w, struct manifest *m, struct cv_readahead *ra,
+                          const char *name, uint64_t size, int64_t mtime, uint64_t *done,
+                          uint64_t total, cv_backup_progress_fn progress, void *arg)
+{
+    cv_status rc = cv_archive_begin_file(w, name, size, mtime, 0);
+    uint8_t sha[CV_SHA256_LEN];
+    int last = 0;
+    while (rc == CV_OK && !last) {
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if ((rc = cv_readahead_next(ra, &data, &len, &last, sha)) != CV_OK)
+            return rc;
+        if (len > 0)
+            rc = cv_archive_write(w, data, len);
+        cv_readahead_release(ra);
+        *done += len;
         if (progress && size > IO_BUF)
             progress(*done, total, arg);
     }
-    if ((rc = cv_archive_end_file(w)) != CV_OK)
-        goto out;
-    uint8_t sha[CV_SHA256_LEN];
-    cv_sha256_final(h, sha);
-    h = NULL;
-    rc = manifest_add(m, sha, name);
-out:
-    cv_sha256_free(h);
-    if (fd >= 0)
-        close(fd);
-    return rc;
+    if (rc == CV_OK)
+        rc = cv_archive_end_file(w);
+    return rc == CV_OK ? manifest_add(m, sha, name) : rc;
 }
 
 static char *backup_json(const struct cv_backup_info *in, const char *instance_id)
@@ -579,16 +567,16 @@ cv_status cv_backup_stream(struct cv_backup_job *job, int fd, cv_backup_progress
     struct sink s = {.fd = fd, .buf = NULL, .len = 0};
     struct manifest m = {NULL, 0, 0};
     struct cv_archive_writer *w = NULL;
-    uint8_t *buf = NULL;
+    struct cv_readahead *ra = NULL;
     char *json = NULL, *sig = NULL;
-    char rel[BLOB_NAME_LEN + 1], path[PATH_MAX], comment[128];
+    char rel[BLOB_NAME_LEN + 1], comment[128];
     uint64_t done = 0, total;
     if (job == NULL || job->streamed)
         goto out;
     job->streamed = 1;
     total = job->info.db_bytes + job->info.blob_bytes;
     rc = CV_E_NOMEM;
-    if ((s.buf = malloc(SINK_BUF)) == NULL || (buf = malloc(IO_BUF)) == NULL ||
+    if ((s.buf = malloc(SINK_BUF)) == NULL ||
         (json = backup_json(&job->info, job->dd->instance_id)) == NULL)
         goto out;
     /* Into a pipe (HTTP producer, `--out -`): a 1 MiB pipe buffer instead
@@ -599,15 +587,15 @@ cv_status cv_backup_stream(struct cv_backup_job *job, int fd, cv_backup_progress
         goto out;
     if ((rc = add_buffer(w, &m, "backup.json", json, strlen(json), job->mtime)) != CV_OK)
         goto out;
-    if ((rc = add_file(w, &m, "db/casevault.db", job->snap, job->info.db_bytes, job->mtime, buf,
-                       &done, total, progress, arg)) != CV_OK)
+    if ((rc = cv_readahead_start(job->nblobs + 1, stream_path, job, &ra)) != CV_OK)
+        goto out;
+    if ((rc = add_file(w, &m, ra, "db/casevault.db", job->info.db_bytes, job->mtime, &done, total,
+                       progress, arg)) != CV_OK)
         goto out;
     for (size_t i = 0; i < job->nblobs; i++) {
         blob_rel(job->blobs[i].id, rel);
-        if ((rc = cv_path_join(path, sizeof path, job->dd->root, rel)) != CV_OK)
-            goto out;
-        if ((rc = add_file(w, &m, rel, path, job->blobs[i].size, job->mtime, buf, &done, total,
-                           progress, arg)) != CV_OK)
+        if ((rc = add_file(w, &m, ra, rel, job->blobs[i].size, job->mtime, &done, total, progress,
+                           arg)) != CV_OK)
             goto out;
         if (progress && (i % 256 == 255))
             progress(done, total, arg);
@@ -627,9 +615,13 @@ cv_status cv_backup_stream(struct cv_backup_job *job, int fd, cv_backup_progress
         progress(done, total, arg);
     rc = CV_OK;
 out:
+    if (ra != NULL) {
+        cv_status hr = cv_readahead_stop(ra);
+        if (rc == CV_OK)
+            rc = hr;
+    }
     cv_archive_writer_free(w);
     free(s.buf);
-    free(buf);
     free(json);
     free(sig);
     free(m.text);

@@ -23,8 +23,9 @@
  * list, the `backups` row and the audit entry "backup.create", in one write
  * transaction) then cv_backup_stream (writes the tar to an fd; may run on
  * another thread). Memory is independent of blob sizes (a 256 KiB output
- * buffer, files read through 1 MiB mmap windows); the blob list and the
- * manifest cost ~150 bytes a blob.
+ * buffer; files read and SHA-256-hashed ahead by a helper thread into
+ * 8 slots of 256 KiB); the blob list and the manifest cost ~150 bytes a
+ * blob.
  *
  * Restore (cv_restore) reads one full backup then its incrementals in
  * order into a private staging directory inside the (empty) target,

@@ -3,6 +3,7 @@
  * entry size cap, tampering, a reader that goes away) and storage/keybackup. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <locale.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -275,6 +276,77 @@ static void test_stream_reader_gone(void **state)
     assert_int_equal(system(tmp), 0);
 }
 
+/* The last blob file under blobs/ that nftw meets. */
+static char found_blob[512];
+
+static int find_blob(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_F)
+        snprintf(found_blob, sizeof found_blob, "%s", path);
+    return 0;
+}
+
+enum change { UNCHANGED, SHORTER, LONGER, SYMLINK, GONE };
+
+/* Prepare a full backup, change found_blob as told, then stream it into a
+ * file; the stream's status. The file is put back afterwards. */
+static cv_status stream_changed(struct fx *f, enum change how)
+{
+    struct cv_backup_job *job = NULL;
+    char out[300], moved[600];
+    struct stat sb;
+    snprintf(out, sizeof out, "%s/tmp/out.tar", f->root);
+    snprintf(moved, sizeof moved, "%s.moved", found_blob);
+    assert_int_equal(cv_backup_prepare(f->dd, NULL, NULL, &job, NULL), CV_OK);
+    assert_int_equal(stat(found_blob, &sb), 0);
+    chmod(found_blob, 0600);
+    switch (how) {
+    case UNCHANGED: break;
+    case SHORTER: assert_int_equal(truncate(found_blob, sb.st_size - 1), 0); break;
+    case LONGER: assert_int_equal(truncate(found_blob, sb.st_size + 1), 0); break;
+    case SYMLINK:
+        assert_int_equal(rename(found_blob, moved), 0);
+        assert_int_equal(symlink(moved, found_blob), 0);
+        break;
+    case GONE: assert_int_equal(rename(found_blob, moved), 0); break;
+    }
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    cv_status st = cv_backup_stream(job, fd, NULL, NULL);
+    close(fd);
+    unlink(out);
+    cv_backup_job_free(job);
+    if (how == SHORTER || how == LONGER)
+        assert_int_equal(truncate(found_blob, sb.st_size), 0);
+    if (how == SYMLINK)
+        assert_int_equal(unlink(found_blob), 0);
+    if (how == SYMLINK || how == GONE)
+        assert_int_equal(rename(moved, found_blob), 0);
+    return st;
+}
+
+/* A blob file that changes between the snapshot and the stream (shorter,
+ * longer, a symlink, gone) fails the stream with CV_E_IO: the read-ahead
+ * helper's error reaches the caller, and nothing leaks or hangs. */
+static void test_stream_blob_file_changed(void **state)
+{
+    struct fx *f = *state;
+    char blobs[300];
+    for (unsigned i = 0; i < 3; i++) /* 700 KB: several read-ahead slots */
+        assert_int_equal(put_one(f->dd, 700000, i), CV_OK);
+    snprintf(blobs, sizeof blobs, "%s/blobs", f->root);
+    assert_int_equal(nftw(blobs, find_blob, 8, FTW_PHYS), 0);
+    assert_true(found_blob[0] != '\0');
+    assert_int_equal(stream_changed(f, UNCHANGED), CV_OK);
+    assert_int_equal(stream_changed(f, SHORTER), CV_E_IO);
+    assert_int_equal(stream_changed(f, LONGER), CV_E_IO);
+    assert_int_equal(stream_changed(f, SYMLINK), CV_E_IO);
+    assert_int_equal(stream_changed(f, GONE), CV_E_IO);
+    assert_int_equal(stream_changed(f, UNCHANGED), CV_OK);
+}
+
 static void test_keybackup_round_trip(void **state)
 {
     struct fx *f = *state;
@@ -311,6 +383,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incremental_chain_and_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_cap_tamper_and_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_reader_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_blob_file_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keybackup_round_trip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
