@@ -179,8 +179,9 @@ static void wipe_free(uint8_t *p, size_t n)
  * and leave the slot empty. */
 static cv_status drain_slot(struct cv_blob_writer *w, struct slot *sl)
 {
+    /* the plaintext is not wiped here: the next slot's bytes overwrite it,
+     * and wipe_free clears the whole slot when the put finishes or fails */
     cv_sha256_update(w->sha, sl->plain, sl->plen);
-    sodium_memzero(sl->plain, sl->plen);
     cv_status rc = w->bs->ops->stage_write(w->h, sl->cipher, sl->clen);
     sl->plen = sl->clen = 0;
     sl->nenc = 0;
