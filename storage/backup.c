@@ -516,21 +516,26 @@ static cv_status stream_path(void *arg, size_t i, char *path, size_t cap, uint64
 }
 
 /*
- * One member from the read-ahead helper (which read and hashed it): the
- * tar header, its pieces, and its line of the manifest.
+ * One member from the read-ahead helper: the tar header, its pieces
+ * (hashed here while the helper opens and reads the next files), and its
+ * line of the manifest.
  */
 static cv_status add_file(struct cv_archive_writer *w, struct manifest *m, struct cv_readahead *ra,
                           const char *name, uint64_t size, int64_t mtime, uint64_t *done,
                           uint64_t total, cv_backup_progress_fn progress, void *arg)
 {
-    cv_status rc = cv_archive_begin_file(w, name, size, mtime, 0);
     uint8_t sha[CV_SHA256_LEN];
     int last = 0;
+    struct cv_sha256 *h = cv_sha256_new();
+    if (h == NULL)
+        return CV_E_NOMEM;
+    cv_status rc = cv_archive_begin_file(w, name, size, mtime, 0);
     while (rc == CV_OK && !last) {
         const uint8_t *data = NULL;
         size_t len = 0;
-        if ((rc = cv_readahead_next(ra, &data, &len, &last, sha)) != CV_OK)
-            return rc;
+        if ((rc = cv_readahead_next(ra, &data, &len, &last)) != CV_OK)
+            break;
+        cv_sha256_update(h, data, len);
         if (len > 0)
             rc = cv_archive_write(w, data, len);
         cv_readahead_release(ra);
@@ -538,9 +543,15 @@ static cv_status add_file(struct cv_archive_writer *w, struct manifest *m, struc
         if (progress && size > IO_BUF)
             progress(*done, total, arg);
     }
-    if (rc == CV_OK)
-        rc = cv_archive_end_file(w);
-    return rc == CV_OK ? manifest_add(m, sha, name) : rc;
+    if (rc != CV_OK)
+        goto out;
+    cv_sha256_final(h, sha);
+    h = NULL;
+    if ((rc = cv_archive_end_file(w)) == CV_OK)
+        rc = manifest_add(m, sha, name);
+out:
+    cv_sha256_free(h);
+    return rc;
 }
 
 static char *backup_json(const struct cv_backup_info *in, const char *instance_id)

@@ -1,8 +1,8 @@
 /*
  * storage/readahead (internal to storage/): read a list of files in order
- * on a helper thread, SHA-256 each while reading, and hand the bytes over
- * in slots, so that reading and hashing overlap with what the caller does
- * with the bytes (the backup writes them into a tar stream). Memory:
+ * on a helper thread and hand the bytes over in slots, so that opening and
+ * reading overlap with what the caller does with the bytes (the backup
+ * hashes them and writes them into a tar stream). Memory:
  * READAHEAD_SLOTS slots of READAHEAD_SLOT bytes (8 x 256 KiB), whatever the files' count and sizes.
  */
 #ifndef CASEVAULT_STORAGE_READAHEAD_H
@@ -31,15 +31,14 @@ cv_status cv_readahead_start(size_t n, cv_readahead_path_fn path_fn, void *arg,
                              struct cv_readahead **out);
 
 /*
- * cv_readahead_next - the next piece of the current file: *data and *len (0 only
- * for an empty file), valid until cv_readahead_release; *last is 1 on the file's
- * final piece, and then sha holds the file's SHA-256 (FIPS 180-4). Pieces
- * never span two files; an empty file is one piece of length 0. Errors:
- * the helper's (CV_E_IO for a missing, changed, short or unreadable file;
- * whatever path_fn returned); CV_E_INTERNAL past the last file.
+ * cv_readahead_next - the next piece of the current file: *data and *len
+ * (0 only for an empty file), valid until cv_readahead_release; *last is 1
+ * on the file's final piece. Pieces never span two files; an empty file is
+ * one piece of length 0. Errors: the helper's (CV_E_IO for a missing,
+ * changed, short or unreadable file; whatever path_fn returned);
+ * CV_E_INTERNAL past the last file.
  */
-cv_status cv_readahead_next(struct cv_readahead *r, const uint8_t **data, size_t *len, int *last,
-                            uint8_t sha[32]);
+cv_status cv_readahead_next(struct cv_readahead *r, const uint8_t **data, size_t *len, int *last);
 
 /* cv_readahead_release - give the piece from cv_readahead_next back to the helper. */
 void cv_readahead_release(struct cv_readahead *r);
