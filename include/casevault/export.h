@@ -23,10 +23,11 @@
  * cv_export_prepare does every check and the audit writes (case.view for
  * the identity it decrypts, export.create) BEFORE the first byte: once it
  * succeeds, cv_export_write only reads (entries < N, document rows, blobs)
- * and can run in another thread (it starts one helper thread per large
- * blob, which decrypts while the caller hashes and writes). Memory is about
- * 1 MiB of buffers plus per-document metadata, whatever the documents'
- * sizes. Nothing here logs.
+ * and can run in another thread (it starts one helper thread that decrypts
+ * the blobs in member order while the caller writes the archive; the
+ * plaintext is authenticated chunk by chunk, see storage/export.c, and not
+ * hashed again). Memory is about 1 MiB of buffers plus per-document
+ * metadata, whatever the documents' sizes. Nothing here logs.
  */
 #ifndef CASEVAULT_EXPORT_H
 #define CASEVAULT_EXPORT_H
