@@ -137,11 +137,14 @@ static double lanczos3(double x)
     return sinc(x) * sinc(x / 3.0);
 }
 
+/* Free and clear (a second call, or one on a failed taps_make, is a no-op). */
 static void taps_free(struct taps *t)
 {
     free(t->start);
     free(t->cnt);
     free(t->w);
+    t->start = t->cnt = NULL;
+    t->w = NULL;
 }
 
 /* Lanczos-3 taps for in -> out (out <= in), kernel widened by in/out (area-aware). */
@@ -868,8 +871,6 @@ static cv_status resize(struct rgb *src, unsigned ow, unsigned oh, struct rgb *d
     uint8_t *a = NULL, *b = NULL;
     struct rgb res = {0};
     unsigned sw = src->w;
-    if (taps_make(src->w, ow, &tx) != CV_OK)
-        goto out;
     if (src->h == oh) {
         a = src->px; /* a: w x oh */
         src->px = NULL;
@@ -886,7 +887,7 @@ static cv_status resize(struct rgb *src, unsigned ow, unsigned oh, struct rgb *d
         a = NULL;
     } else {
         /* each buffer allocated after the previous one is freed: lower peak */
-        if ((b = big_alloc((size_t)sw * oh * 3)) == NULL)
+        if (taps_make(sw, ow, &tx) != CV_OK || (b = big_alloc((size_t)sw * oh * 3)) == NULL)
             goto out;
         transpose(a, sw, oh, b); /* b: oh x w (rows = x) */
         free(a);
