@@ -64,6 +64,10 @@
 struct rgb {
     uint8_t *px; /* w*h*3, row-major */
     unsigned w, h;
+    /* The picture's true extent in pixels when it is less than w x h: a
+     * DCT-scaled JPEG side of 1203 px at 1/2 decodes to 602 pixels holding
+     * 601.5 pixels' worth of picture. 0: exactly w (h). */
+    double ew, eh;
 };
 
 static void rgb_free(struct rgb *r)
@@ -96,6 +100,7 @@ static cv_status rgb_alloc(struct rgb *r, unsigned w, unsigned h)
 {
     r->w = w;
     r->h = h;
+    r->ew = r->eh = 0.0;
     r->px = big_alloc((size_t)w * h * 3);
     return r->px ? CV_OK : CV_E_NOMEM;
 }
@@ -147,10 +152,15 @@ static void taps_free(struct taps *t)
     t->w = NULL;
 }
 
-/* Lanczos-3 taps for in -> out (out <= in), kernel widened by in/out (area-aware). */
-static cv_status taps_make(unsigned in, unsigned out, struct taps *t)
+/*
+ * Lanczos-3 taps for in -> out pixels (out <= in), kernel widened by the
+ * scale (area-aware). extent: how many of the in pixels the picture really
+ * spans (in, or a little less for a DCT-scaled JPEG, see struct rgb); the
+ * output pixels are spread over that extent, taps stay inside [0, in).
+ */
+static cv_status taps_make(unsigned in, double extent, unsigned out, struct taps *t)
 {
-    double scale = (double)in / out;
+    double scale = (extent > 0.0 ? extent : (double)in) / out;
     double fs = scale > 1.0 ? scale : 1.0;
     double support = 3.0 * fs;
     int n = (int)ceil(support) * 2 + 1;
@@ -467,7 +477,7 @@ static cv_status decode_jpeg(const uint8_t *buf, size_t len, unsigned box, unsig
      * row, and every output row's taps stay contiguous for resample_row) */
     unsigned depth = 0, base = 0, y = 0; /* window rows; its first source row; next output row */
     if (stream) {
-        if (taps_make(h, oh, &ty) != CV_OK) {
+        if (taps_make(h, (double)d.image_height * d.scale_num / d.scale_denom, oh, &ty) != CV_OK) {
             rc = CV_E_NOMEM;
             goto out;
         }
@@ -512,6 +522,8 @@ static cv_status decode_jpeg(const uint8_t *buf, size_t len, unsigned box, unsig
     out->px = px;
     out->w = w;
     out->h = stream ? oh : h;
+    out->ew = (double)d.image_width * d.scale_num / d.scale_denom;
+    out->eh = stream ? 0.0 : (double)d.image_height * d.scale_num / d.scale_denom;
     px = NULL;
     rc = CV_OK;
 out:
@@ -875,7 +887,8 @@ static cv_status resize(struct rgb *src, unsigned ow, unsigned oh, struct rgb *d
         a = src->px; /* a: w x oh */
         src->px = NULL;
     } else {
-        if (taps_make(src->h, oh, &ty) != CV_OK || (a = big_alloc((size_t)sw * oh * 3)) == NULL)
+        if (taps_make(src->h, src->eh, oh, &ty) != CV_OK ||
+            (a = big_alloc((size_t)sw * oh * 3)) == NULL)
             goto out;
         pass_vertical(src->px, (size_t)sw * 3, &ty, oh, a);
     }
@@ -887,7 +900,8 @@ static cv_status resize(struct rgb *src, unsigned ow, unsigned oh, struct rgb *d
         a = NULL;
     } else {
         /* each buffer allocated after the previous one is freed: lower peak */
-        if (taps_make(sw, ow, &tx) != CV_OK || (b = big_alloc((size_t)sw * oh * 3)) == NULL)
+        if (taps_make(sw, src->ew, ow, &tx) != CV_OK ||
+            (b = big_alloc((size_t)sw * oh * 3)) == NULL)
             goto out;
         transpose(a, sw, oh, b); /* b: oh x w (rows = x) */
         free(a);

@@ -138,13 +138,15 @@ static void check(unsigned w, unsigned h, unsigned box, unsigned ow, unsigned oh
 static void test_downscale_both_passes(void **state)
 {
     (void)state;
-    /* 2.4x: DCT-scaled to 1/2, streamed vertical pass, then horizontal. Sides
-     * are multiples of 16: libjpeg rounds an odd half-size up, and the
-     * resize then treats a half pixel as a whole one (a shift of up to half
-     * a decoded pixel at the far edge, ~5 levels on this picture). */
+    /* 2.4x: DCT-scaled to 1/2, streamed vertical pass, then horizontal */
     check(1200, 896, 500, 500, 373, 4);
     check(896, 1200, 500, 373, 500, 4);  /* portrait */
     check(1000, 1000, 999, 999, 999, 4); /* barely smaller: one tap dominates */
+    /* odd sides: the 1/2 decode rounds 1203 up to 602 pixels that hold
+     * 601.5 pixels of picture; spreading the output over all 602 shifted
+     * the far edge (12 levels off with JPEG's own error, before the fix) */
+    check(1203, 901, 500, 500, 374, 4);
+    check(901, 1203, 500, 374, 500, 4);
 }
 
 static void test_downscale_odd_and_thin(void **state)
