@@ -175,19 +175,38 @@ cv_status cv_fsync_dir(const char *dir)
     return rc == 0 ? CV_OK : CV_E_IO;
 }
 
-static cv_status write_all(int fd, const void *data, size_t len)
+cv_status cv_write_all(int fd, const void *data, size_t len)
 {
     const uint8_t *p = data;
     while (len > 0) {
         ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
             return CV_E_IO;
-        }
         p += w;
         len -= (size_t)w;
     }
+    return CV_OK;
+}
+
+cv_status cv_read_full(int fd, void *buf, size_t len, size_t *got)
+{
+    uint8_t *p = buf;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = read(fd, p + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *got = off;
+            return CV_E_IO;
+        }
+        if (n == 0)
+            break;
+        off += (size_t)n;
+    }
+    *got = off;
     return CV_OK;
 }
 
@@ -208,7 +227,7 @@ cv_status cv_file_write_durable(const char *path, const void *data, size_t len, 
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
     if (fd < 0)
         goto out;
-    if (write_all(fd, data, len) != CV_OK || fsync(fd) != 0)
+    if (cv_write_all(fd, data, len) != CV_OK || fsync(fd) != 0)
         goto out;
     if (close(fd) != 0) {
         fd = -1;
@@ -250,20 +269,11 @@ cv_status cv_file_read(const char *path, size_t max, char **out, size_t *len)
         rc = CV_E_NOMEM;
         goto out;
     }
-    for (;;) {
-        ssize_t r = read(fd, buf + used, max + 1 - used);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            goto out;
-        }
-        if (r == 0)
-            break;
-        used += (size_t)r;
-        if (used > max) {
-            rc = CV_E_LIMIT;
-            goto out;
-        }
+    if (cv_read_full(fd, buf, max + 1, &used) != CV_OK)
+        goto out;
+    if (used > max) {
+        rc = CV_E_LIMIT;
+        goto out;
     }
     buf[used] = '\0';
     *out = buf;

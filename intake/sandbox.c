@@ -59,6 +59,7 @@
 #include <seccomp.h>
 
 #include "casevault/intake.h"
+#include "casevault/util.h"
 
 #define WIRE_MAGIC_REQ  0x31697663u /* "cvi1" */
 #define WIRE_MAGIC_RESP 0x31727663u /* "cvr1" */
@@ -102,34 +103,11 @@ struct cv_intake_pool {
 
 /* ---- small I/O helpers (blocking, EINTR-safe) ---- */
 
-static int read_full(int fd, void *buf, size_t len)
+/* Exactly len bytes or -1 (error or end of data). */
+static int read_exact(int fd, void *buf, size_t len)
 {
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    size_t got = 0;
+    return cv_read_full(fd, buf, len, &got) == CV_OK && got == len ? 0 : -1;
 }
 
 static long long now_ms(void)
@@ -307,8 +285,8 @@ static void worker_reply(int fd, cv_status st, const struct cv_intake_image *img
         h.orientation = img->orientation;
         h.len = img->len;
     }
-    if (write_full(fd, &h, sizeof h) == 0 && st == CV_OK)
-        (void)write_full(fd, img->data, img->len);
+    if (cv_write_all(fd, &h, sizeof h) == CV_OK && st == CV_OK)
+        (void)cv_write_all(fd, img->data, img->len);
 }
 
 /* Runs in the forked worker; never returns. fd is already descriptor 3. */
@@ -321,11 +299,11 @@ static void worker_main(const struct cv_intake_pool_config *cfg)
     worker_limits(cfg);
     if (install_seccomp() != 0)
         _exit(3);
-    if (read_full(fd, &rq, sizeof rq) != 0 || rq.magic != WIRE_MAGIC_REQ ||
+    if (read_exact(fd, &rq, sizeof rq) != 0 || rq.magic != WIRE_MAGIC_REQ ||
         rq.len > cfg->max_input_bytes)
         _exit(4);
     uint8_t *buf = malloc(rq.len ? rq.len : 1);
-    if (buf == NULL || read_full(fd, buf, rq.len) != 0)
+    if (buf == NULL || read_exact(fd, buf, rq.len) != 0)
         _exit(5);
     struct cv_intake_limits lim = {rq.max_megapixels, rq.max_side, rq.min_short, rq.max_out};
     cv_status st = cv_intake_normalize(buf, rq.len, &lim, &img);
@@ -430,7 +408,7 @@ static void spawn(struct cv_intake_pool *p, struct slot *s)
     pid_t pid = -1;
     int fd = -1;
     pthread_mutex_lock(&p->ctl_mu);
-    if (write_full(p->ctl, "S", 1) == 0)
+    if (cv_write_all(p->ctl, "S", 1) == CV_OK)
         fd = recv_fd(p->ctl, &pid);
     pthread_mutex_unlock(&p->ctl_mu);
     s->fd = fd;

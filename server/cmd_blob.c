@@ -133,20 +133,6 @@ out:
     return rc;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int blob_get(int argc, char **argv)
 {
     const char *data = NULL, *outp = NULL;
@@ -199,7 +185,7 @@ static int blob_get(int argc, char **argv)
     while (got > 0) {
         if ((st = cv_blob_get_read(r, buf, CV_BLOB_CHUNK, &got)) != CV_OK)
             goto fail;
-        if (got > 0 && write_all(fd, buf, got) != 0) {
+        if (got > 0 && cv_write_all(fd, buf, got) != CV_OK) {
             st = CV_E_IO;
             goto fail;
         }

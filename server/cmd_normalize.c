@@ -17,6 +17,7 @@
 
 #include "casevault/config.h"
 #include "casevault/intake.h"
+#include "casevault/util.h"
 #include "cli.h"
 
 struct nsets {
@@ -54,18 +55,8 @@ static int write_file(const char *path, const uint8_t *data, size_t len)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, data + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            close(fd);
-            return -1;
-        }
-        off += (size_t)n;
-    }
-    return close(fd);
+    int bad = cv_write_all(fd, data, len) != CV_OK;
+    return close(fd) != 0 || bad ? -1 : 0;
 }
 
 int cv_cmd_normalize(int argc, char **argv)

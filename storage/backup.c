@@ -427,24 +427,9 @@ struct sink {
     size_t len;
 };
 
-static cv_status write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return CV_E_IO;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return CV_OK;
-}
-
 static cv_status sink_flush(struct sink *s)
 {
-    cv_status rc = write_all(s->fd, s->buf, s->len);
+    cv_status rc = cv_write_all(s->fd, s->buf, s->len);
     s->len = 0;
     return rc;
 }
@@ -461,7 +446,7 @@ static cv_status sink_fn(void *arg, const uint8_t *data, size_t len)
     if ((rc = sink_flush(s)) != CV_OK)
         return rc;
     if (len >= SINK_BUF / 2)
-        return write_all(s->fd, data, len);
+        return cv_write_all(s->fd, data, len);
     memcpy(s->buf, data, len);
     s->len = len;
     return CV_OK;
@@ -775,7 +760,7 @@ static cv_status stage_file(struct rs *r, struct cv_archive_reader *ar, const ch
             goto out;
         }
         cv_sha256_update(h, r->buf, got);
-        if ((rc = write_all(fd, r->buf, got)) != CV_OK)
+        if ((rc = cv_write_all(fd, r->buf, got)) != CV_OK)
             goto out;
     }
     rc = CV_E_ARCHIVE_FORMAT;
@@ -1142,7 +1127,7 @@ static cv_status copy_keys(struct rs *r, const char *target)
                       (mode_t)(sb.st_mode & 0644));
         if (fd < 0)
             goto out;
-        int bad = write_all(fd, (const uint8_t *)data, len) != CV_OK || fsync(fd) != 0;
+        int bad = cv_write_all(fd, (const uint8_t *)data, len) != CV_OK || fsync(fd) != 0;
         close(fd);
         sodium_memzero(data, len);
         free(data);

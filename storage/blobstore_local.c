@@ -61,22 +61,6 @@ static cv_status place(const struct local *be, const char *id, char *dir, char *
     return CV_OK;
 }
 
-static cv_status write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return CV_E_IO;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return CV_OK;
-}
-
 static cv_status l_stage_open(void *bev, const char *id, void **h)
 {
     struct local *be = bev;
@@ -118,7 +102,7 @@ out:
 static cv_status l_stage_write(void *h, const void *buf, size_t len)
 {
     struct stage *s = h;
-    cv_status rc = write_all(s->fd, buf, len);
+    cv_status rc = cv_write_all(s->fd, buf, len);
     if (rc != CV_OK)
         return rc;
     s->written += len;

@@ -19,7 +19,6 @@
  * 3. mtime of every member = time of the case's last change as of N (the
  *    last entry that is not a read: *.view, export.create).
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1128,17 +1127,7 @@ out:
 
 static cv_status fd_sink(void *arg, const uint8_t *data, size_t len)
 {
-    int fd = *(int *)arg;
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return CV_E_IO;
-        data += n;
-        len -= (size_t)n;
-    }
-    return CV_OK;
+    return cv_write_all(*(int *)arg, data, len);
 }
 
 cv_status cv_export_write_fd(struct cv_export *x, int fd)

@@ -117,17 +117,12 @@ cv_status cv_keybackup_export(const char *keys_dir, const char *pass, size_t pas
         for (int i = 0; i < 4; i++)
             p[2 + i] = (uint8_t)(len >> (8 * i));
         p += 6;
-        while (got < len) {
-            ssize_t r = read(fd, p + got, len - got);
-            if (r <= 0 && !(r < 0 && errno == EINTR)) {
-                close(fd);
-                rc = CV_E_IO;
-                goto out;
-            }
-            if (r > 0)
-                got += (size_t)r;
-        }
+        int bad = cv_read_full(fd, p, len, &got) != CV_OK || got != len;
         close(fd);
+        if (bad) {
+            rc = CV_E_IO;
+            goto out;
+        }
         plen += 2 + nl + 6 + len;
         n++;
     }

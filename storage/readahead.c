@@ -11,7 +11,6 @@
  * small blob files mmap's page-table setup and teardown cost more than the
  * copy (bench/backup, 10 000 files of 33 KB).
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 
 #include <sodium.h>
 
+#include "casevault/util.h"
 #include "readahead.h"
 
 #define READAHEAD_SLOTS 8
@@ -66,20 +66,6 @@ static void publish(struct cv_readahead *r)
     pthread_mutex_unlock(&r->mu);
 }
 
-static cv_status read_full(int fd, uint8_t *buf, size_t want)
-{
-    while (want > 0) {
-        ssize_t got = read(fd, buf, want);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return CV_E_IO; /* an error, or the file shrank */
-        buf += got;
-        want -= (size_t)got;
-    }
-    return CV_OK;
-}
-
 static cv_status read_file(struct cv_readahead *r, const char *path, uint64_t size)
 {
     cv_status rc = CV_E_IO;
@@ -98,8 +84,13 @@ static cv_status read_file(struct cv_readahead *r, const char *path, uint64_t si
         s->len = left < READAHEAD_SLOT ? (size_t)left : READAHEAD_SLOT;
         if (s->len > s->used)
             s->used = s->len;
-        if ((rc = read_full(fd, s->buf, s->len)) != CV_OK)
+        size_t got = 0;
+        if ((rc = cv_read_full(fd, s->buf, s->len, &got)) != CV_OK)
             goto out;
+        if (got != s->len) {
+            rc = CV_E_IO; /* the file shrank */
+            goto out;
+        }
         left -= s->len;
         s->last = left == 0;
         publish(r);

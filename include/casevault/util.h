@@ -91,6 +91,19 @@ cv_status cv_file_write_durable(const char *path, const void *data, size_t len, 
  */
 cv_status cv_file_read(const char *path, size_t max, char **out, size_t *len);
 
+/*
+ * cv_write_all - write data[len] (bytes) to fd, resuming after short writes
+ * and EINTR. Errors: CV_E_IO (write failed or wrote nothing; errno kept).
+ */
+cv_status cv_write_all(int fd, const void *data, size_t len);
+
+/*
+ * cv_read_full - read up to len bytes into buf, resuming after short reads
+ * and EINTR, stopping only at end of file: *got < len means the data ended.
+ * Errors: CV_E_IO (read failed; errno kept; *got holds what was read).
+ */
+cv_status cv_read_full(int fd, void *buf, size_t len, size_t *got);
+
 /* cv_fsync_dir - fsync a directory (after a rename). Errors: CV_E_IO. */
 cv_status cv_fsync_dir(const char *dir);
 

@@ -1,11 +1,15 @@
-/* Unit tests: common/util (ULID, RFC 3339, encodings, SHA-256 vectors) and status tables. */
+/* Unit tests: common/util (ULID, RFC 3339, encodings, SHA-256 vectors, whole-buffer
+ * reads and writes) and status tables. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <sodium.h>
 
 #include "casevault/status.h"
@@ -111,6 +115,47 @@ static void test_status_tables(void **state)
     assert_string_equal(cv_status_str((cv_status)9999), "unknown status");
 }
 
+/* cv_write_all and cv_read_full through a pipe bigger than its buffer
+ * (short writes and reads), the end of the data, and both error paths. */
+static void *drain(void *arg)
+{
+    int *fds = arg;
+    static uint8_t got[300000];
+    size_t n = 0;
+    assert_int_equal(cv_read_full(fds[0], got, sizeof got, &n), CV_OK);
+    fds[2] = (int)n; /* the writer sent 200000 bytes, then closed: n < len */
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != (uint8_t)(i * 31))
+            fds[2] = -1;
+    return NULL;
+}
+
+static void test_read_write_full(void **state)
+{
+    (void)state;
+    static uint8_t out[200000];
+    int fds[3] = {-1, -1, 0};
+    pthread_t t;
+    for (size_t i = 0; i < sizeof out; i++)
+        out[i] = (uint8_t)(i * 31);
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(pthread_create(&t, NULL, drain, fds), 0);
+    assert_int_equal(cv_write_all(fds[1], out, sizeof out), CV_OK);
+    close(fds[1]);
+    pthread_join(t, NULL);
+    close(fds[0]);
+    assert_int_equal(fds[2], (int)sizeof out);
+    /* errors: no reader left, a closed descriptor */
+    signal(SIGPIPE, SIG_IGN);
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]);
+    assert_int_equal(cv_write_all(fds[1], out, 10), CV_E_IO);
+    close(fds[1]);
+    size_t n = 99;
+    assert_int_equal(cv_read_full(fds[1], out, 10, &n), CV_E_IO);
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -118,7 +163,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ulid),           cmocka_unit_test(test_time),
         cmocka_unit_test(test_sha256_vectors), cmocka_unit_test(test_encodings),
-        cmocka_unit_test(test_status_tables),
+        cmocka_unit_test(test_status_tables),  cmocka_unit_test(test_read_write_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
