@@ -344,11 +344,8 @@ cv_status cv_account_upsert(struct cv_db *db, struct cv_keyring *kr,
         sqlite3_bind_blob(st, 12 + i, bi[i], CV_BLIND_BYTES, SQLITE_STATIC);
     }
     sqlite3_bind_text(st, 17, now, -1, SQLITE_STATIC);
-    src = sqlite3_step(st);
-    if (src != SQLITE_DONE) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     *result = exists ? CV_UPSERT_UPDATED : CV_UPSERT_CREATED;
     rc = CV_OK;
 out:
@@ -373,15 +370,8 @@ cv_status cv_account_get(struct cv_db *db, const char *account_id, struct cv_acc
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_ACCOUNT_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_ACCOUNT_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     const char *t = (const char *)sqlite3_column_text(st, 0);
     a.type = strcmp(t, "personal") == 0     ? CV_ACCOUNT_PERSONAL
              : strcmp(t, "enterprise") == 0 ? CV_ACCOUNT_ENTERPRISE
@@ -424,11 +414,8 @@ cv_status cv_account_set_mfa_bound(struct cv_db *db, const char *account_id, int
     sqlite3_bind_int(st, 1, bound ? 1 : 0);
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, account_id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_DONE) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     if (sqlite3_changes(c) != 1) {
         rc = CV_E_ACCOUNT_NOT_FOUND;
         goto out;

@@ -121,11 +121,8 @@ static cv_status node_cb(void *ctx, unsigned level, uint64_t index, uint8_t out[
     uint64_t row = ((index + 1) << level) - 1;
     sqlite3_reset(n->st);
     sqlite3_bind_int64(n->st, 1, (sqlite3_int64)row);
-    int src = sqlite3_step(n->st);
-    if (src != SQLITE_ROW) {
-        rc = src == SQLITE_DONE ? CV_E_AUDIT_MISMATCH : cv_db_status(src);
+    if ((rc = cv_db_step_row(n->st, CV_E_AUDIT_MISMATCH)) != CV_OK)
         goto out;
-    }
     if (level == 0) {
         if (sqlite3_column_bytes(n->st, 0) != 32)
             goto out;
@@ -144,12 +141,9 @@ out:
 
 static cv_status tree_size_step(sqlite3_stmt *st, uint64_t *size)
 {
-    int src = sqlite3_step(st);
-    cv_status rc = src == SQLITE_ROW ? CV_OK : cv_db_status(src);
-    if (src == SQLITE_ROW)
+    cv_status rc = cv_db_step_row(st, CV_E_DB);
+    if (rc == CV_OK)
         *size = (uint64_t)sqlite3_column_int64(st, 0);
-    else if (rc == CV_OK)
-        rc = CV_E_DB;
     sqlite3_reset(st);
     return rc;
 }
@@ -235,11 +229,8 @@ cv_status cv_audit_append(struct cv_db *db, const struct cv_audit_event *ev, uin
     else
         sqlite3_bind_null(st, 6);
     sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_DONE) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     if (seq_out)
         *seq_out = seq;
     rc = CV_OK;
@@ -572,15 +563,8 @@ static cv_status latest_row(sqlite3 *c, const char *origin, struct cp_row *r, ch
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     rc = CV_E_AUDIT_MISMATCH;
     if (sqlite3_column_bytes(st, 1) != 32)
         goto out;
@@ -648,11 +632,8 @@ static cv_status sign_in_tx(struct cv_db *db, struct cv_keyring *kr, const char 
     sqlite3_bind_blob(st, 3, root, 32, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, note, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, cv_now_ms());
-    int s = sqlite3_step(st);
-    if (s != SQLITE_DONE) {
-        rc = cv_db_status(s);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     if (note_out) {
         *note_out = note;
         note = NULL;
@@ -728,15 +709,8 @@ static cv_status stored_at(sqlite3 *c, const char *origin, uint64_t size, char *
         goto out;
     sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)size);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     const char *t = (const char *)sqlite3_column_text(st, 0);
     rc = CV_E_NOMEM;
     if (t == NULL || (*note = strdup(t)) == NULL)

@@ -136,15 +136,8 @@ static cv_status base_watermark(struct cv_db *db, const char *since, uint64_t *s
         SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, since, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (s != SQLITE_ROW) {
-        rc = cv_db_status(s);
-        goto out;
-    }
     *seq = (uint64_t)sqlite3_column_int64(st, 0);
     rc = CV_OK;
 out:
@@ -286,11 +279,8 @@ static cv_status record(struct cv_backup_job *job, const struct cv_backup_actor 
     sqlite3_bind_int64(st, 7, (sqlite3_int64)in->blobs);
     sqlite3_bind_int64(st, 8, (sqlite3_int64)in->blob_bytes);
     sqlite3_bind_int64(st, 9, (sqlite3_int64)in->db_bytes);
-    int s = sqlite3_step(st);
-    if (s != SQLITE_DONE) {
-        rc = cv_db_status(s);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto fail;
-    }
     details =
         json_pack("{s:s?,s:I,s:I,s:I,s:I}", "base_id", in->base_id[0] ? in->base_id : NULL, "blobs",
                   (json_int_t)in->blobs, "blob_bytes", (json_int_t)in->blob_bytes, "db_bytes",

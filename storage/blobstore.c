@@ -461,7 +461,6 @@ cv_status cv_blob_record(struct cv_blobstore *bs, const struct cv_blob_info *inf
     char active[CV_KEY_ID_LEN + 1], now[CV_TIME_LEN + 1], ad[8 + CV_ULID_LEN];
     uint8_t wrapped[CV_WRAPPED_BYTES];
     const char *kek = info->kek_id;
-    int src;
     if (!cv_ulid_valid(info->id) || info->size > INT64_MAX)
         return CV_E_ARG;
     memcpy(wrapped, info->wrapped_dek, sizeof wrapped);
@@ -470,10 +469,8 @@ cv_status cv_blob_record(struct cv_blobstore *bs, const struct cv_blob_info *inf
     if (sqlite3_prepare_v2(c, "SELECT value FROM meta WHERE key='active_kek'", -1, &st, NULL) !=
         SQLITE_OK)
         goto out;
-    if ((src = sqlite3_step(st)) != SQLITE_ROW) {
-        rc = src == SQLITE_DONE ? CV_E_KEY_MISSING : cv_db_status(src);
+    if ((rc = cv_db_step_row(st, CV_E_KEY_MISSING)) != CV_OK)
         goto out;
-    }
     const char *a = (const char *)sqlite3_column_text(st, 0);
     if (a == NULL || strlen(a) != CV_KEY_ID_LEN) {
         rc = CV_E_KEY_MISSING;
@@ -501,10 +498,8 @@ cv_status cv_blob_record(struct cv_blobstore *bs, const struct cv_blob_info *inf
     sqlite3_bind_text(st, 4, kek, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, wrapped, CV_WRAPPED_BYTES, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-    if ((src = sqlite3_step(st)) != SQLITE_DONE) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     rc = CV_OK;
 out:
     sqlite3_finalize(st);
@@ -519,11 +514,8 @@ cv_status cv_blob_forget(struct cv_blobstore *bs, const char *id)
     if (sqlite3_prepare_v2(c, "DELETE FROM blobs WHERE id=?", -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_DONE) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     if (sqlite3_changes(c) == 0) {
         rc = CV_E_NOT_FOUND;
         goto out;
@@ -566,11 +558,8 @@ cv_status cv_blob_lookup(struct cv_blobstore *bs, const char *id, struct cv_blob
                            &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_ROW) {
-        rc = src == SQLITE_DONE ? CV_E_NOT_FOUND : cv_db_status(src);
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
     if ((rc = row_to_info(st, &tmp)) != CV_OK)
         goto out;
     *info = tmp;

@@ -135,12 +135,6 @@ static cv_status next_status(enum cv_case_status from, enum case_event ev, enum 
 
 /* ---- helpers ---- */
 
-static cv_status step_done(sqlite3_stmt *st)
-{
-    int src = sqlite3_step(st);
-    return src == SQLITE_DONE ? CV_OK : cv_db_status(src);
-}
-
 static void copy_col(sqlite3_stmt *st, int col, char *out, size_t cap)
 {
     const char *t = (const char *)sqlite3_column_text(st, col);
@@ -351,7 +345,7 @@ static cv_status exec_account(struct cv_db *db, const char *sql, const char *acc
         goto out;
     sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, num);
-    rc = step_done(st);
+    rc = cv_db_step_done(st);
 out:
     sqlite3_finalize(st);
     return rc;
@@ -414,18 +408,16 @@ static cv_status check_open_case(struct cv_db *db, const char *account_id,
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_OK;
-        goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK) {
+        if (rc == CV_E_NOT_FOUND)
+            rc = CV_OK; /* no open case */
         goto out;
     }
     copy_col(st, 0, id, sizeof id);
-    if (cv_case_status_parse((const char *)sqlite3_column_text(st, 1), &s) != CV_OK)
+    if (cv_case_status_parse((const char *)sqlite3_column_text(st, 1), &s) != CV_OK) {
+        rc = CV_E_DB;
         goto out;
+    }
     int64_t created = sqlite3_column_int64(st, 2);
     sqlite3_finalize(st);
     st = NULL;
@@ -442,7 +434,7 @@ static cv_status check_open_case(struct cv_db *db, const char *account_id,
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, cv_case_status_str(s), -1, SQLITE_STATIC);
-    if ((rc = step_done(st)) != CV_OK)
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
     rc = audit(db, "case.expire", &sys, id, NULL, NULL,
                json_pack("{s:s,s:s}", "from", cv_case_status_str(s), "to", cv_case_status_str(to)));
@@ -540,7 +532,7 @@ cv_status cv_case_open(struct cv_db *db, struct cv_keyring *kr,
             goto out;
     sqlite3_bind_int64(st, 11, pol->now_ms);
     sqlite3_bind_text(st, 12, now, -1, SQLITE_STATIC);
-    if ((rc = step_done(st)) != CV_OK) {
+    if ((rc = cv_db_step_done(st)) != CV_OK) {
         if (rc == CV_E_DB && sqlite3_extended_errcode(cv_db_writer(db)) == SQLITE_CONSTRAINT_UNIQUE)
             rc = CV_E_CASE_OPEN;
         goto out;
@@ -612,15 +604,8 @@ cv_status cv_case_get(struct cv_db *db, int in_txn, const char *case_id, struct 
         SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, case_id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     if ((rc = row_to_case(st, &info)) != CV_OK)
         goto out;
     *out = info;
@@ -710,15 +695,8 @@ cv_status cv_case_identity_read(struct cv_db *db, struct cv_keyring *kr, const c
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, case_id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     for (int i = 0; i < 6; i++) {
         if (sqlite3_column_type(st, i) == SQLITE_NULL)
             continue;
@@ -832,7 +810,7 @@ cv_status cv_case_document_add(struct cv_db *db, struct cv_keyring *kr, const ch
                                &st, NULL) != SQLITE_OK)
             goto out;
         sqlite3_bind_text(st, 1, sup, -1, SQLITE_STATIC);
-        if ((rc = step_done(st)) != CV_OK)
+        if ((rc = cv_db_step_done(st)) != CV_OK)
             goto out;
         sqlite3_finalize(st);
         st = NULL;
@@ -864,7 +842,7 @@ cv_status cv_case_document_add(struct cv_db *db, struct cv_keyring *kr, const ch
         goto out;
     sqlite3_bind_int64(st, 14, c.round);
     sqlite3_bind_text(st, 15, now, -1, SQLITE_STATIC);
-    if ((rc = step_done(st)) != CV_OK)
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
     memcpy(doc_id, id, sizeof id);
     memcpy(superseded_id, sup, sizeof sup);
@@ -894,15 +872,8 @@ static cv_status document_query(struct cv_db *db, int in_txn, const char *case_i
         goto out;
     sqlite3_bind_text(st, 1, case_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, arg, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     copy_col(st, 0, d.id, sizeof d.id);
     copy_col(st, 1, d.kind, sizeof d.kind);
     copy_col(st, 2, d.source_format, sizeof d.source_format);
@@ -992,7 +963,7 @@ cv_status cv_case_submit(struct cv_db *db, const char *case_id, const struct cv_
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, case_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, cv_case_status_str(c.status), -1, SQLITE_STATIC);
-    if ((rc = step_done(st)) != CV_OK)
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
     rc = audit(db, "case.submit", actor, case_id, case_id, NULL,
                json_pack("{s:s,s:s,s:o}", "from", cv_case_status_str(c.status), "to",
@@ -1104,7 +1075,7 @@ cv_status cv_case_decide(struct cv_db *db, struct cv_keyring *kr, const char *ca
     sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 9, case_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 10, cv_case_status_str(c.status), -1, SQLITE_STATIC);
-    if ((rc = step_done(st)) != CV_OK)
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
     json_t *details = json_pack("{s:s,s:s,s:s}", "decision", decision_str(decision), "from",
                                 cv_case_status_str(c.status), "to", cv_case_status_str(to));
@@ -1124,7 +1095,7 @@ cv_status cv_case_decide(struct cv_db *db, struct cv_keyring *kr, const char *ca
         }
         sqlite3_bind_int64(st, 1, reopen_until_ms);
         sqlite3_bind_text(st, 2, case_id, -1, SQLITE_STATIC);
-        if ((rc = step_done(st)) != CV_OK) {
+        if ((rc = cv_db_step_done(st)) != CV_OK) {
             json_decref(details);
             goto out;
         }
@@ -1175,7 +1146,7 @@ cv_status cv_case_close(struct cv_db *db, const char *case_id, const struct cv_c
     sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, case_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, cv_case_status_str(c.status), -1, SQLITE_STATIC);
-    if ((rc = step_done(st)) != CV_OK)
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
     rc = audit(
         db, "case.close", actor, case_id, case_id, NULL,

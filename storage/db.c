@@ -54,6 +54,22 @@ cv_status cv_db_status(int rc)
     }
 }
 
+cv_status cv_db_step_row(sqlite3_stmt *st, cv_status none)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return CV_OK;
+    return rc == SQLITE_DONE ? none : cv_db_status(rc);
+}
+
+cv_status cv_db_step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return CV_OK;
+    return rc == SQLITE_ROW ? CV_E_DB : cv_db_status(rc);
+}
+
 static cv_status conn_open(const char *path, int create, sqlite3 **out)
 {
     cv_status rc = CV_E_DB;
@@ -335,15 +351,8 @@ cv_status cv_db_meta_get_on(sqlite3 *c, const char *key, char *out, size_t cap)
     if (sqlite3_prepare_v2(c, "SELECT value FROM meta WHERE key=?", -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_NOT_FOUND;
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     const char *v = (const char *)sqlite3_column_text(st, 0);
     if (v == NULL || strlen(v) >= cap) {
         rc = CV_E_LIMIT;

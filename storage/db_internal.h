@@ -1,6 +1,6 @@
 /*
  * Private to storage/: raw SQLite access for the storage modules. Nothing
- * outside storage/ includes this file.
+ * outside storage/ includes this file (except its unit test, test_db).
  */
 #ifndef CASEVAULT_DB_INTERNAL_H
 #define CASEVAULT_DB_INTERNAL_H
@@ -34,6 +34,21 @@ cv_status cv_db_meta_get_on(sqlite3 *c, const char *key, char *out, size_t cap);
 
 /* Map an SQLite result code to a cv_status (BUSY/LOCKED -> CV_E_DB_BUSY). */
 cv_status cv_db_status(int sqlite_rc);
+
+/*
+ * cv_db_step_row - sqlite3_step(st) for a query that should yield a row:
+ * CV_OK with the row ready to read, `none` when there is no (further) row
+ * (SQLITE_DONE), otherwise cv_db_status of the result (CV_E_DB_BUSY,
+ * CV_E_NOMEM, CV_E_EXISTS, CV_E_DB).
+ */
+cv_status cv_db_step_row(sqlite3_stmt *st, cv_status none);
+
+/*
+ * cv_db_step_done - sqlite3_step(st) for a statement that returns no row
+ * (INSERT, UPDATE, DELETE): CV_OK once it ran; a row is CV_E_DB; other
+ * results as cv_db_status.
+ */
+cv_status cv_db_step_done(sqlite3_stmt *st);
 
 /* Embedded migrations (generated from schemas/sql by scripts/embed_sql.py). */
 struct cv_migration {

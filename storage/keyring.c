@@ -577,11 +577,8 @@ static cv_status tx_meta_get(struct cv_db *db, const char *key, char *out, size_
         SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_ROW) {
-        rc = src == SQLITE_DONE ? CV_E_NOT_FOUND : cv_db_status(src);
+    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
         goto out;
-    }
     const char *v = (const char *)sqlite3_column_text(st, 0);
     if (v == NULL || strlen(v) >= cap) {
         rc = CV_E_LIMIT;

@@ -99,11 +99,8 @@ cv_status cv_token_create(struct cv_db *db, struct cv_keyring *kr, enum cv_role 
         sqlite3_bind_int64(st, 7, expires_ms);
     else
         sqlite3_bind_null(st, 7);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_DONE) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     cv_b64url_encode(raw, sizeof raw, text);
     memcpy(id, tid, sizeof tid);
     rc = CV_OK;
@@ -138,15 +135,8 @@ cv_status cv_token_authenticate(struct cv_db *db, struct cv_keyring *kr, const c
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_blob(st, 1, hash, sizeof hash, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
-        rc = CV_E_UNAUTHORIZED;
+    if ((rc = cv_db_step_row(st, CV_E_UNAUTHORIZED)) != CV_OK)
         goto out;
-    }
-    if (src != SQLITE_ROW) {
-        rc = cv_db_status(src);
-        goto out;
-    }
     rc = CV_E_UNAUTHORIZED;
     /* The row was found by its hash; compare again in constant time anyway. */
     if (sqlite3_column_bytes(st, 5) != 32 ||
@@ -182,11 +172,8 @@ cv_status cv_token_revoke(struct cv_db *db, const char *id)
         goto out;
     sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    int src = sqlite3_step(st);
-    if (src != SQLITE_DONE) {
-        rc = cv_db_status(src);
+    if ((rc = cv_db_step_done(st)) != CV_OK)
         goto out;
-    }
     rc = sqlite3_changes(cv_db_writer(db)) == 1 ? CV_OK : CV_E_NOT_FOUND;
 out:
     sqlite3_finalize(st);

@@ -16,6 +16,7 @@
 
 #include "casevault/datadir.h"
 #include "casevault/db.h"
+#include "../../storage/db_internal.h"
 
 static char *tmpdir(void)
 {
@@ -98,6 +99,43 @@ static void test_transactions_and_meta(void **state)
     free(d);
 }
 
+/* cv_db_step_row / cv_db_step_done: a row, no row, a row where none was
+ * expected, and a constraint failure. */
+static void test_step_helpers(void **state)
+{
+    (void)state;
+    char *d = tmpdir();
+    char path[600];
+    struct cv_db *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(path, sizeof path, "%s/x.db", d);
+    assert_int_equal(cv_db_open(path, 1, 1, &db), CV_OK);
+    assert_int_equal(cv_db_begin(db), CV_OK);
+    sqlite3 *c = cv_db_writer(db);
+    assert_int_equal(
+        sqlite3_exec(c, "CREATE TEMP TABLE t(k INTEGER PRIMARY KEY)", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(c, "INSERT INTO t VALUES (1)", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(cv_db_step_done(st), CV_OK);
+    sqlite3_reset(st);
+    assert_int_equal(cv_db_step_done(st), CV_E_EXISTS); /* the same key again */
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(c, "SELECT k FROM t WHERE k=?", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int(st, 1, 1);
+    assert_int_equal(cv_db_step_row(st, CV_E_NOT_FOUND), CV_OK);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(cv_db_step_row(st, CV_E_NOT_FOUND), CV_E_NOT_FOUND); /* no second row */
+    sqlite3_reset(st);
+    assert_int_equal(cv_db_step_done(st), CV_E_DB); /* a row where none was expected */
+    sqlite3_reset(st);
+    sqlite3_bind_int(st, 1, 2);
+    assert_int_equal(cv_db_step_row(st, CV_E_ACCOUNT_NOT_FOUND), CV_E_ACCOUNT_NOT_FOUND);
+    sqlite3_finalize(st);
+    cv_db_rollback(db);
+    cv_db_free(db);
+    rmrf(d);
+    free(d);
+}
+
 static void test_datadir_init(void **state)
 {
     (void)state;
@@ -159,6 +197,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upgrade_from_every_version),
         cmocka_unit_test(test_transactions_and_meta),
+        cmocka_unit_test(test_step_helpers),
         cmocka_unit_test(test_datadir_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
