@@ -633,19 +633,54 @@ out:
     return rc;
 }
 
+/* A wrapped key to move to the new KEK: its row key (root key purpose or
+ * blob id), the KEK it is wrapped under now, and the wrapped bytes. */
+struct rewrap_row {
+    char key[32];
+    char kek[CV_KEY_ID_LEN + 1];
+    uint8_t wrapped[CV_WRAPPED_BYTES];
+};
+
+/*
+ * Inside the caller's transaction: re-wrap rows[0..n) under new_id (with the
+ * associated data they were wrapped with, ad_prefix + row key) and store
+ * each through update_sql (?1 new KEK id, ?2 wrapped key, ?3 row key).
+ * Errors: as cv_keyring_rewrap; CV_E_DB and the like from SQLite.
+ */
+static cv_status rewrap_rows(struct cv_keyring *kr, const char *update_sql, const char *ad_prefix,
+                             struct rewrap_row *rows, size_t n, const char *new_id)
+{
+    sqlite3_stmt *up = NULL;
+    char ad[64];
+    cv_status rc = CV_E_DB;
+    if (sqlite3_prepare_v2(cv_db_writer(kr->db), update_sql, -1, &up, NULL) != SQLITE_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ad, sizeof ad, "%s%s", ad_prefix, rows[i].key);
+        if ((rc = cv_keyring_rewrap(kr, ad, rows[i].kek, rows[i].wrapped, new_id,
+                                    rows[i].wrapped)) != CV_OK)
+            goto out;
+        sqlite3_reset(up);
+        sqlite3_bind_text(up, 1, new_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(up, 2, rows[i].wrapped, CV_WRAPPED_BYTES, SQLITE_STATIC);
+        sqlite3_bind_text(up, 3, rows[i].key, -1, SQLITE_STATIC);
+        if ((rc = cv_db_step_done(up)) != CV_OK)
+            goto out;
+    }
+    rc = CV_OK;
+out:
+    sqlite3_finalize(up);
+    return rc;
+}
+
 /* Switch the active KEK and re-wrap every root key, in one transaction. */
 static cv_status switch_active(struct cv_keyring *kr, const char *new_id,
                                const struct cv_audit_event *who, struct cv_rotate_stats *s)
 {
     struct cv_db *db = kr->db;
-    sqlite3_stmt *st = NULL, *up = NULL;
-    struct {
-        char purpose[32];
-        char kek[CV_KEY_ID_LEN + 1];
-        uint8_t wrapped[CV_WRAPPED_BYTES];
-    } rows[8];
+    sqlite3_stmt *st = NULL;
+    struct rewrap_row rows[8];
     size_t n = 0;
-    char ad[64];
     json_t *details = NULL;
     cv_status rc = cv_db_begin(db);
     if (rc != CV_OK)
@@ -656,41 +691,24 @@ static cv_status switch_active(struct cv_keyring *kr, const char *new_id,
     if (sqlite3_prepare_v2(cv_db_writer(db), "SELECT purpose, kek_id, wrapped FROM root_keys", -1,
                            &st, NULL) != SQLITE_OK)
         goto out;
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) == CV_OK) {
         const char *p = (const char *)sqlite3_column_text(st, 0);
         const char *k = (const char *)sqlite3_column_text(st, 1);
-        if (n == 8 || p == NULL || k == NULL || strlen(p) >= sizeof rows[0].purpose ||
+        if (n == 8 || p == NULL || k == NULL || strlen(p) >= sizeof rows[0].key ||
             strlen(k) != CV_KEY_ID_LEN || sqlite3_column_bytes(st, 2) != CV_WRAPPED_BYTES) {
             rc = CV_E_KEY_INVALID;
             goto out;
         }
-        memcpy(rows[n].purpose, p, strlen(p) + 1);
+        memcpy(rows[n].key, p, strlen(p) + 1);
         memcpy(rows[n].kek, k, CV_KEY_ID_LEN + 1);
         memcpy(rows[n].wrapped, sqlite3_column_blob(st, 2), CV_WRAPPED_BYTES);
         n++;
     }
-    if (src != SQLITE_DONE)
+    if (rc != CV_E_NOT_FOUND)
         goto out;
-    if (sqlite3_prepare_v2(cv_db_writer(db),
-                           "UPDATE root_keys SET kek_id=?, wrapped=? WHERE purpose=?", -1, &up,
-                           NULL) != SQLITE_OK)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        snprintf(ad, sizeof ad, "root/%.31s", rows[i].purpose);
-        if ((rc = cv_keyring_rewrap(kr, ad, rows[i].kek, rows[i].wrapped, new_id,
-                                    rows[i].wrapped)) != CV_OK)
-            goto out;
-        sqlite3_reset(up);
-        sqlite3_bind_text(up, 1, new_id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(up, 2, rows[i].wrapped, CV_WRAPPED_BYTES, SQLITE_STATIC);
-        sqlite3_bind_text(up, 3, rows[i].purpose, -1, SQLITE_STATIC);
-        if ((src = sqlite3_step(up)) != SQLITE_DONE) {
-            rc = cv_db_status(src);
-            goto out;
-        }
-    }
-    if ((rc = cv_db_meta_set(db, "active_kek", new_id)) != CV_OK)
+    if ((rc = rewrap_rows(kr, "UPDATE root_keys SET kek_id=?, wrapped=? WHERE purpose=?", "root/",
+                          rows, n, new_id)) != CV_OK ||
+        (rc = cv_db_meta_set(db, "active_kek", new_id)) != CV_OK)
         goto out;
     details = json_pack("{s:s,s:s,s:I}", "kek_id", new_id, "previous_kek_id", s->old_kek,
                         "root_keys", (json_int_t)n);
@@ -701,14 +719,11 @@ static cv_status switch_active(struct cv_keyring *kr, const char *new_id,
     if ((rc = audit_key_event(db, who, "keys.rotate", new_id, details)) != CV_OK)
         goto out;
     sqlite3_finalize(st);
-    sqlite3_finalize(up);
-    st = up = NULL;
     json_decref(details);
     s->root_keys = n;
     return cv_db_commit(db);
 out:
     sqlite3_finalize(st);
-    sqlite3_finalize(up);
     json_decref(details);
     cv_db_rollback(db);
     return rc;
@@ -733,12 +748,6 @@ out:
     return rc;
 }
 
-struct rewrap_row {
-    char id[CV_ULID_LEN + 1];
-    char kek[CV_KEY_ID_LEN + 1];
-    uint8_t wrapped[CV_WRAPPED_BYTES];
-};
-
 /* One transaction: re-wrap up to `batch` blob DEKs not yet under new_id.
  * When none is left, append the closing audit entry in that transaction.
  * Out: *done = rows re-wrapped now. */
@@ -747,11 +756,9 @@ static cv_status rewrap_batch(struct cv_keyring *kr, const char *new_id, unsigne
                               const struct cv_rotate_stats *s, size_t *done)
 {
     struct cv_db *db = kr->db;
-    sqlite3_stmt *st = NULL, *up = NULL;
+    sqlite3_stmt *st = NULL;
     size_t n = 0;
-    char ad[64];
     json_t *details = NULL;
-    int src;
     cv_status rc = cv_db_begin(db);
     if (rc != CV_OK)
         return rc;
@@ -762,7 +769,7 @@ static cv_status rewrap_batch(struct cv_keyring *kr, const char *new_id, unsigne
         goto out;
     sqlite3_bind_text(st, 1, new_id, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, (int)batch);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW && n < batch) {
+    while (n < batch && (rc = cv_db_step_row(st, CV_E_NOT_FOUND)) == CV_OK) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         const char *k = (const char *)sqlite3_column_text(st, 1);
         if (id == NULL || k == NULL || strlen(id) != CV_ULID_LEN || strlen(k) != CV_KEY_ID_LEN ||
@@ -770,32 +777,18 @@ static cv_status rewrap_batch(struct cv_keyring *kr, const char *new_id, unsigne
             rc = CV_E_KEY_INVALID;
             goto out;
         }
-        memcpy(rows[n].id, id, CV_ULID_LEN + 1);
+        memcpy(rows[n].key, id, CV_ULID_LEN + 1);
         memcpy(rows[n].kek, k, CV_KEY_ID_LEN + 1);
         memcpy(rows[n].wrapped, sqlite3_column_blob(st, 2), CV_WRAPPED_BYTES);
         n++;
     }
-    if (src != SQLITE_DONE && src != SQLITE_ROW)
+    if (rc != CV_OK && rc != CV_E_NOT_FOUND)
         goto out;
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(cv_db_writer(db), "UPDATE blobs SET kek_id=?, wrapped_dek=? WHERE id=?",
-                           -1, &up, NULL) != SQLITE_OK)
+    if ((rc = rewrap_rows(kr, "UPDATE blobs SET kek_id=?, wrapped_dek=? WHERE id=?", "blob/", rows,
+                          n, new_id)) != CV_OK)
         goto out;
-    for (size_t i = 0; i < n; i++) {
-        snprintf(ad, sizeof ad, "blob/%s", rows[i].id);
-        if ((rc = cv_keyring_rewrap(kr, ad, rows[i].kek, rows[i].wrapped, new_id,
-                                    rows[i].wrapped)) != CV_OK)
-            goto out;
-        sqlite3_reset(up);
-        sqlite3_bind_text(up, 1, new_id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(up, 2, rows[i].wrapped, CV_WRAPPED_BYTES, SQLITE_STATIC);
-        sqlite3_bind_text(up, 3, rows[i].id, -1, SQLITE_STATIC);
-        if ((src = sqlite3_step(up)) != SQLITE_DONE) {
-            rc = cv_db_status(src);
-            goto out;
-        }
-    }
     if (n == 0) {
         details = json_pack("{s:s,s:I,s:I}", "kek_id", new_id, "blobs", (json_int_t)s->blobs,
                             "batches", (json_int_t)s->batches);
@@ -806,8 +799,6 @@ static cv_status rewrap_batch(struct cv_keyring *kr, const char *new_id, unsigne
         if ((rc = audit_key_event(db, who, "keys.rewrap", new_id, details)) != CV_OK)
             goto out;
     }
-    sqlite3_finalize(up);
-    up = NULL;
     json_decref(details);
     sodium_memzero(rows, n * sizeof *rows);
     if ((rc = cv_db_commit(db)) != CV_OK)
@@ -816,7 +807,6 @@ static cv_status rewrap_batch(struct cv_keyring *kr, const char *new_id, unsigne
     return CV_OK;
 out:
     sqlite3_finalize(st);
-    sqlite3_finalize(up);
     json_decref(details);
     sodium_memzero(rows, n * sizeof *rows);
     cv_db_rollback(db);
