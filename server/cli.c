@@ -6,7 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "casevault/audit.h"
 #include "casevault/datadir.h"
+#include "casevault/db.h"
 #include "cli.h"
 
 int cli_usage(const char *cmd, const char *msg)
@@ -92,4 +96,23 @@ int cli_open_datadir(const char *cmd, const char *data, struct cv_datadir **dd)
         return CV_EXIT_FAIL;
     }
     return st == CV_OK ? CV_EXIT_OK : cli_fail(cmd, data, st);
+}
+
+cv_status cli_audit_commit(struct cv_datadir *dd, cv_status st, const char *action,
+                           const char *case_id, const char *object_id, json_t *details)
+{
+    struct cv_audit_event ev = {.action = action,
+                                .actor_id = "cli",
+                                .actor_role = "operator",
+                                .case_id = case_id,
+                                .object_id = object_id,
+                                .client = "cli",
+                                .details = details};
+    if (st == CV_OK)
+        st = cv_audit_append(dd->db, &ev, NULL);
+    json_decref(details);
+    if (st == CV_OK)
+        return cv_db_commit(dd->db);
+    cv_db_rollback(dd->db);
+    return st;
 }

@@ -40,6 +40,7 @@ int cli_fail(const char *cmd, const char *what, cv_status st);
 int cli_usage(const char *cmd, const char *msg);
 
 struct cv_datadir;
+struct json_t;
 
 /*
  * cli_open_datadir - open the data dir named by --data (one reader
@@ -48,6 +49,17 @@ struct cv_datadir;
  * a message (not initialized, or the status of cv_datadir_open).
  */
 int cli_open_datadir(const char *cmd, const char *data, struct cv_datadir **dd);
+
+/*
+ * cli_audit_commit - end the write transaction a subcommand opened with
+ * cv_db_begin on dd: when st is CV_OK, append the audit entry `action` by
+ * the operator (actor "cli", role "operator", client "cli") about case_id
+ * (NULL: none) and object_id, and commit; otherwise, or when either fails,
+ * roll back. details (may be NULL) is consumed. Returns st, else the first
+ * error of the append or the commit.
+ */
+cv_status cli_audit_commit(struct cv_datadir *dd, cv_status st, const char *action,
+                           const char *case_id, const char *object_id, struct json_t *details);
 
 int cv_cmd_init(int argc, char **argv);
 int cv_cmd_serve(int argc, char **argv);

@@ -299,20 +299,7 @@ int cv_cmd_test_document_add(int argc, char **argv)
         json_t *details = json_pack("{s:s,s:s,s:b}", "kind", kind, "sha256", nh, "test_hook", 1);
         if (st == CV_OK && sup[0])
             json_object_set_new(details, "superseded_id", json_string(sup));
-        struct cv_audit_event ev = {.action = "document.upload",
-                                    .actor_id = "cli",
-                                    .actor_role = "operator",
-                                    .case_id = case_id,
-                                    .object_id = doc_id,
-                                    .client = "cli",
-                                    .details = details};
-        if (st == CV_OK)
-            st = cv_audit_append(dd->db, &ev, NULL);
-        json_decref(details);
-        if (st == CV_OK)
-            st = cv_db_commit(dd->db);
-        else
-            cv_db_rollback(dd->db);
+        st = cli_audit_commit(dd, st, "document.upload", case_id, doc_id, details);
     }
     if (st == CV_OK) {
         cv_blob_put_done(ow);

@@ -161,17 +161,7 @@ static int blob_get(int argc, char **argv)
     /* A plaintext read is audited before any byte leaves. */
     if ((st = cv_db_begin(dd->db)) != CV_OK)
         goto fail;
-    struct cv_audit_event ev = {.action = "blob.get",
-                                .actor_id = "cli",
-                                .actor_role = "operator",
-                                .object_id = pos[0],
-                                .client = "cli"};
-    st = cv_audit_append(dd->db, &ev, NULL);
-    if (st == CV_OK)
-        st = cv_db_commit(dd->db);
-    else
-        cv_db_rollback(dd->db);
-    if (st != CV_OK)
+    if ((st = cli_audit_commit(dd, CV_OK, "blob.get", NULL, pos[0], NULL)) != CV_OK)
         goto fail;
     if (outp != NULL &&
         (fd = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {

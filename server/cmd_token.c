@@ -40,20 +40,7 @@ static int token_create(int argc, char **argv)
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
         st = cv_token_create(dd->db, dd->kr, role, name, NULL, 0, text, id);
-        json_t *details = json_pack("{s:s}", "role", role_s);
-        struct cv_audit_event ev = {.action = "token.create",
-                                    .actor_id = "cli",
-                                    .actor_role = "operator",
-                                    .object_id = id,
-                                    .client = "cli",
-                                    .details = details};
-        if (st == CV_OK)
-            st = cv_audit_append(dd->db, &ev, NULL);
-        json_decref(details);
-        if (st == CV_OK)
-            st = cv_db_commit(dd->db);
-        else
-            cv_db_rollback(dd->db);
+        st = cli_audit_commit(dd, st, "token.create", NULL, id, json_pack("{s:s}", "role", role_s));
     }
     if (st == CV_E_ARG) {
         rc = cli_usage("token create", "--name must be 1-64 characters of A-Z a-z 0-9 . _ - @");
@@ -124,18 +111,7 @@ static int token_revoke(int argc, char **argv)
         return rc;
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
-        st = cv_token_revoke(dd->db, id);
-        struct cv_audit_event ev = {.action = "token.revoke",
-                                    .actor_id = "cli",
-                                    .actor_role = "operator",
-                                    .object_id = id,
-                                    .client = "cli"};
-        if (st == CV_OK)
-            st = cv_audit_append(dd->db, &ev, NULL);
-        if (st == CV_OK)
-            st = cv_db_commit(dd->db);
-        else
-            cv_db_rollback(dd->db);
+        st = cli_audit_commit(dd, cv_token_revoke(dd->db, id), "token.revoke", NULL, id, NULL);
     }
     cv_datadir_free(dd);
     if (st == CV_E_NOT_FOUND) {
