@@ -175,6 +175,32 @@ cv_status cv_fsync_dir(const char *dir)
     return rc == 0 ? CV_OK : CV_E_IO;
 }
 
+cv_status cv_parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t x = 0;
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > 19)
+        return CV_E_ARG;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return CV_E_ARG;
+        x = x * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = x;
+    return CV_OK;
+}
+
+int cv_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 cv_status cv_write_all(int fd, const void *data, size_t len)
 {
     const uint8_t *p = data;

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "casevault/util.h"
 #include "casevault/intake.h"
 
 static unsigned be16(const uint8_t *p)
@@ -390,17 +391,6 @@ static int jpeg_orientation(const uint8_t *b, size_t len)
     return 0;
 }
 
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * ImageMagick's legacy PNG tEXt "Raw profile type exif": "\nexif\n  <len>\n"
  * then hex digits of an "Exif\0\0"+TIFF blob. Only the first 4 KiB of the
@@ -419,7 +409,7 @@ static int png_raw_profile_orientation(const uint8_t *t, size_t n)
     size_t m = 0;
     int hi = -1;
     for (; p < n && m < sizeof blob; p++) {
-        int v = hexval(t[p]);
+        int v = cv_hex_digit(t[p]);
         if (v < 0)
             continue;
         if (hi < 0) {

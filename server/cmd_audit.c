@@ -19,23 +19,6 @@
 #include "casevault/util.h"
 #include "cli.h"
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    uint64_t x = 0;
-    size_t n = strlen(s);
-    if (n == 0 || n > 19)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        x = x * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (x > CV_MERKLE_MAX_SIZE)
-        return 0;
-    *out = x;
-    return 1;
-}
-
 static int audit_verify(int argc, char **argv)
 {
     const char *data = NULL;
@@ -112,7 +95,7 @@ static int audit_checkpoint(int argc, char **argv)
     int rc = cli_parse("audit checkpoint", argc, argv, opts, pos, 0, &npos);
     if (rc != CV_EXIT_OK)
         return rc;
-    if (size_s != NULL && !parse_size(size_s, &size))
+    if (size_s != NULL && (cv_parse_u64(size_s, &size) != CV_OK || size > CV_MERKLE_MAX_SIZE))
         return cli_usage("audit checkpoint", "--size must be a non-negative decimal integer");
     if ((rc = cli_open_datadir("audit checkpoint", data, &dd)) != CV_EXIT_OK)
         return rc;

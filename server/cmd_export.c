@@ -22,21 +22,6 @@
 
 #define KEY_FILE_MAX 4096
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t x = 0;
-    size_t n = strlen(s);
-    if (n == 0 || n > 19)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        x = x * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = x;
-    return 1;
-}
-
 int cv_cmd_export(int argc, char **argv)
 {
     const char *data = NULL, *case_id = NULL, *format = NULL, *recipient = NULL, *as_of = NULL,
@@ -71,7 +56,7 @@ int cv_cmd_export(int argc, char **argv)
             return cli_usage("export", "--recipient is not an age1... X25519 recipient");
         p.recipient = pk;
     }
-    if (as_of != NULL && (!parse_u64(as_of, &p.as_of) || p.as_of == 0))
+    if (as_of != NULL && (cv_parse_u64(as_of, &p.as_of) != CV_OK || p.as_of == 0))
         return cli_usage("export", "--as-of must be a tree size of at least 1");
     struct cv_case_actor actor = {.id = "cli", .role = "operator", .client = "cli"};
     p.actor = &actor;

@@ -6,18 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "casevault/util.h"
 #include "router.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decode one segment [s, s+len) into out[cap]; 0 on success. */
 static int decode_segment(const char *s, size_t len, char *out, size_t cap)
@@ -28,7 +18,7 @@ static int decode_segment(const char *s, size_t len, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = cv_hex_digit(s[i + 1]), l = cv_hex_digit(s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             c = h * 16 + l;

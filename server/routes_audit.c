@@ -49,15 +49,7 @@ static int query_u64(struct cv_request *req, const char *name, int required, uin
         return -1;
     }
     uint64_t x = 0;
-    size_t n = strlen(v);
-    int ok = n > 0 && n <= 19;
-    for (size_t i = 0; ok && i < n; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            ok = 0;
-        else
-            x = x * 10 + (uint64_t)(v[i] - '0');
-    }
-    if (!ok || x > CV_MERKLE_MAX_SIZE) {
+    if (cv_parse_u64(v, &x) != CV_OK || x > CV_MERKLE_MAX_SIZE) {
         json_t *ext = json_pack("{s:s}", "field", name);
         cv_reply_problem(req, CV_E_INVALID_FIELD, ext,
                          "query parameter '%s' must be a non-negative decimal integer", name);

@@ -53,6 +53,7 @@
 #include <sodium.h>
 #include <utf8proc.h>
 
+#include "casevault/util.h"
 #include "casevault/audit.h"
 #include "casevault/blobstore.h"
 #include "casevault/case.h"
@@ -170,17 +171,6 @@ out:
     return ok;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * disposition_name - the file name of a Content-Disposition header value
  * (RFC 6266): filename* (RFC 8187, UTF-8 or ISO-8859-1) wins over filename
@@ -199,8 +189,8 @@ static void disposition_name(struct upload *up, const char *v)
         if (q && (latin1 || strncasecmp(p, "utf-8'", 6) == 0) && (q = strchr(q + 1, '\''))) {
             for (q++; *q && *q != ';' && *q != ' ' && n + 2 < sizeof tmp; q++) {
                 int c = (unsigned char)*q;
-                if (c == '%' && hexval(q[1]) >= 0 && hexval(q[2]) >= 0) {
-                    c = hexval(q[1]) * 16 + hexval(q[2]);
+                if (c == '%' && cv_hex_digit(q[1]) >= 0 && cv_hex_digit(q[2]) >= 0) {
+                    c = cv_hex_digit(q[1]) * 16 + cv_hex_digit(q[2]);
                     q += 2;
                 }
                 if (latin1 && c >= 0x80) {

@@ -56,15 +56,7 @@ void cv_route_cases_archive(struct cv_request *req)
         p.recipient = pk;
     }
     if (as_of != NULL) {
-        size_t n = strlen(as_of);
-        int ok = n > 0 && n <= 19;
-        for (size_t i = 0; ok && i < n; i++) {
-            if (as_of[i] < '0' || as_of[i] > '9')
-                ok = 0;
-            else
-                p.as_of = p.as_of * 10 + (uint64_t)(as_of[i] - '0');
-        }
-        if (!ok || p.as_of == 0) {
+        if (cv_parse_u64(as_of, &p.as_of) != CV_OK || p.as_of == 0) {
             bad_field(req, "as_of", "must be a tree size of at least 1");
             return;
         }

@@ -92,6 +92,16 @@ cv_status cv_file_write_durable(const char *path, const void *data, size_t len, 
 cv_status cv_file_read(const char *path, size_t max, char **out, size_t *len);
 
 /*
+ * cv_parse_u64 - a decimal number of 1 to 19 ASCII digits and nothing else
+ * (no sign, no spaces; leading zeros allowed) into *out; every such number
+ * fits in 64 bits. Errors: CV_E_ARG (*out untouched).
+ */
+cv_status cv_parse_u64(const char *s, uint64_t *out);
+
+/* cv_hex_digit - the value 0..15 of one hexadecimal digit (either case), or -1. */
+int cv_hex_digit(int c);
+
+/*
  * cv_write_all - write data[len] (bytes) to fd, resuming after short writes
  * and EINTR. Errors: CV_E_IO (write failed or wrote nothing; errno kept).
  */

@@ -115,6 +115,31 @@ static void test_status_tables(void **state)
     assert_string_equal(cv_status_str((cv_status)9999), "unknown status");
 }
 
+static void test_parse_u64_and_hex_digit(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+    assert_int_equal(cv_parse_u64("0", &v), CV_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(cv_parse_u64("0042", &v), CV_OK);
+    assert_int_equal(v, 42);
+    assert_int_equal(cv_parse_u64("9999999999999999999", &v), CV_OK); /* 19 digits */
+    assert_true(v == 9999999999999999999ull);
+    v = 7;
+    const char *bad[] = {"", "12345678901234567890", "-1", "+1", " 1", "1 ", "1e3", "0x10", "１"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(cv_parse_u64(bad[i], &v), CV_E_ARG);
+    assert_int_equal(cv_parse_u64(NULL, &v), CV_E_ARG);
+    assert_int_equal(v, 7);
+    assert_int_equal(cv_hex_digit('0'), 0);
+    assert_int_equal(cv_hex_digit('9'), 9);
+    assert_int_equal(cv_hex_digit('a'), 10);
+    assert_int_equal(cv_hex_digit('F'), 15);
+    assert_int_equal(cv_hex_digit('g'), -1);
+    assert_int_equal(cv_hex_digit('/'), -1);
+    assert_int_equal(cv_hex_digit(0xc3), -1);
+}
+
 /* cv_write_all and cv_read_full through a pipe bigger than its buffer
  * (short writes and reads), the end of the data, and both error paths. */
 static void *drain(void *arg)
@@ -161,9 +186,13 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ulid),           cmocka_unit_test(test_time),
-        cmocka_unit_test(test_sha256_vectors), cmocka_unit_test(test_encodings),
-        cmocka_unit_test(test_status_tables),  cmocka_unit_test(test_read_write_full),
+        cmocka_unit_test(test_ulid),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_encodings),
+        cmocka_unit_test(test_status_tables),
+        cmocka_unit_test(test_read_write_full),
+        cmocka_unit_test(test_parse_u64_and_hex_digit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
