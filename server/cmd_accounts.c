@@ -24,16 +24,6 @@
 #define IMPORT_LINE_MAX (64 * 1024) /* bytes of one record line */
 #define IMPORT_BATCH    256         /* records per write transaction */
 
-static const char *upsert_str(enum cv_upsert_result r)
-{
-    switch (r) {
-    case CV_UPSERT_CREATED: return "created";
-    case CV_UPSERT_UPDATED: return "updated";
-    case CV_UPSERT_UNCHANGED: return "unchanged";
-    }
-    return "?";
-}
-
 struct import_counts {
     unsigned long created, updated, unchanged, failed;
 };
@@ -117,10 +107,10 @@ static int accounts_import(int argc, char **argv)
         if ((st = cv_account_upsert(dd->db, dd->kr, rec, &result)) != CV_OK)
             break;
         if (result != CV_UPSERT_UNCHANGED) {
-            json_t *details = json_pack("{s:s,s:s,s:b,s:b,s:I}", "result", upsert_str(result),
-                                        "type", cv_account_type_str(rec->type),
-                                        "real_name_verified", rec->real_name_verified, "mfa_bound",
-                                        rec->mfa_bound, "line", (json_int_t)lineno);
+            json_t *details = json_pack(
+                "{s:s,s:s,s:b,s:b,s:I}", "result", cv_account_upsert_str(result), "type",
+                cv_account_type_str(rec->type), "real_name_verified", rec->real_name_verified,
+                "mfa_bound", rec->mfa_bound, "line", (json_int_t)lineno);
             struct cv_audit_event ev = {.action = "account.upsert",
                                         .actor_id = "cli",
                                         .actor_role = "operator",

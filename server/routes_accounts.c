@@ -10,16 +10,6 @@
 #include "casevault/db.h"
 #include "routes.h"
 
-static const char *upsert_str(enum cv_upsert_result r)
-{
-    switch (r) {
-    case CV_UPSERT_CREATED: return "created";
-    case CV_UPSERT_UPDATED: return "updated";
-    case CV_UPSERT_UNCHANGED: return "unchanged";
-    }
-    return "?";
-}
-
 void cv_route_accounts_put(struct cv_request *req)
 {
     char err[160];
@@ -54,8 +44,8 @@ void cv_route_accounts_put(struct cv_request *req)
     }
     st = cv_account_upsert(dd->db, dd->kr, rec, &result);
     if (st == CV_OK && result != CV_UPSERT_UNCHANGED) {
-        json_t *details = json_pack("{s:s,s:s,s:b,s:b}", "result", upsert_str(result), "type",
-                                    cv_account_type_str(rec->type), "real_name_verified",
+        json_t *details = json_pack("{s:s,s:s,s:b,s:b}", "result", cv_account_upsert_str(result),
+                                    "type", cv_account_type_str(rec->type), "real_name_verified",
                                     rec->real_name_verified, "mfa_bound", rec->mfa_bound);
         struct cv_audit_event ev = {.action = "account.upsert",
                                     .actor_id = req->who.token_id,
@@ -78,7 +68,7 @@ void cv_route_accounts_put(struct cv_request *req)
     json_t *j =
         json_pack("{s:s,s:s,s:b,s:b,s:s}", "account_id", rec->account_id, "type",
                   cv_account_type_str(rec->type), "real_name_verified", rec->real_name_verified,
-                  "mfa_bound", rec->mfa_bound, "result", upsert_str(result));
+                  "mfa_bound", rec->mfa_bound, "result", cv_account_upsert_str(result));
     cv_reply_json(req, result == CV_UPSERT_CREATED ? 201 : 200, j);
 out:
     cv_account_record_free(rec);

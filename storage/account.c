@@ -32,6 +32,16 @@ const char *cv_account_type_str(enum cv_account_type t)
     return "?";
 }
 
+const char *cv_account_upsert_str(enum cv_upsert_result r)
+{
+    switch (r) {
+    case CV_UPSERT_CREATED: return "created";
+    case CV_UPSERT_UPDATED: return "updated";
+    case CV_UPSERT_UNCHANGED: return "unchanged";
+    }
+    return "?";
+}
+
 struct cv_account_record *cv_account_record_new(void)
 {
     struct cv_account_record *r = sodium_malloc(sizeof *r);

@@ -82,6 +82,10 @@ enum cv_upsert_result {
     CV_UPSERT_UNCHANGED = 3, /* same record already stored: nothing written */
 };
 
+/* cv_account_upsert_str - "created", "updated", "unchanged" (static strings;
+ * the audit entry's and the API's `result`); "?" for anything else. */
+const char *cv_account_upsert_str(enum cv_upsert_result r);
+
 /*
  * cv_account_upsert - insert or replace a record inside the caller's write
  * transaction. Idempotent: storing an equal record (compared through the
