@@ -466,19 +466,12 @@ cv_status cv_blob_record(struct cv_blobstore *bs, const struct cv_blob_info *inf
     memcpy(wrapped, info->wrapped_dek, sizeof wrapped);
     /* The active KEK as of this transaction: a rotation may have switched it
      * since the put began, and a retired key must never gain a row. */
-    if (sqlite3_prepare_v2(c, "SELECT value FROM meta WHERE key='active_kek'", -1, &st, NULL) !=
-        SQLITE_OK)
-        goto out;
-    if ((rc = cv_db_step_row(st, CV_E_KEY_MISSING)) != CV_OK)
-        goto out;
-    const char *a = (const char *)sqlite3_column_text(st, 0);
-    if (a == NULL || strlen(a) != CV_KEY_ID_LEN) {
+    rc = cv_db_meta_get_on(c, "active_kek", active, sizeof active);
+    if (rc == CV_E_NOT_FOUND || rc == CV_E_LIMIT ||
+        (rc == CV_OK && strlen(active) != CV_KEY_ID_LEN))
         rc = CV_E_KEY_MISSING;
+    if (rc != CV_OK)
         goto out;
-    }
-    memcpy(active, a, sizeof active);
-    sqlite3_finalize(st);
-    st = NULL;
     if (strcmp(active, info->kek_id) != 0) {
         snprintf(ad, sizeof ad, "blob/%s", info->id);
         if ((rc = cv_keyring_rewrap(bs->kr, ad, info->kek_id, wrapped, active, wrapped)) != CV_OK)

@@ -568,29 +568,6 @@ void cv_keyring_sign_pk(struct cv_keyring *kr, uint8_t pk[CV_SIGN_PK_BYTES],
 
 /* ---- rotation (DESIGN §4: new KEK, re-wrap rows, never touch blob files) ---- */
 
-/* meta value read through the writer, inside the caller's transaction. */
-static cv_status tx_meta_get(struct cv_db *db, const char *key, char *out, size_t cap)
-{
-    sqlite3_stmt *st = NULL;
-    cv_status rc = CV_E_DB;
-    if (sqlite3_prepare_v2(cv_db_writer(db), "SELECT value FROM meta WHERE key=?", -1, &st, NULL) !=
-        SQLITE_OK)
-        goto out;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if ((rc = cv_db_step_row(st, CV_E_NOT_FOUND)) != CV_OK)
-        goto out;
-    const char *v = (const char *)sqlite3_column_text(st, 0);
-    if (v == NULL || strlen(v) >= cap) {
-        rc = CV_E_LIMIT;
-        goto out;
-    }
-    memcpy(out, v, strlen(v) + 1);
-    rc = CV_OK;
-out:
-    sqlite3_finalize(st);
-    return rc;
-}
-
 static cv_status audit_key_event(struct cv_db *db, const struct cv_audit_event *who,
                                  const char *action, const char *object, json_t *details)
 {
@@ -685,7 +662,8 @@ static cv_status switch_active(struct cv_keyring *kr, const char *new_id,
     cv_status rc = cv_db_begin(db);
     if (rc != CV_OK)
         return rc;
-    if ((rc = tx_meta_get(db, "active_kek", s->old_kek, sizeof s->old_kek)) != CV_OK)
+    if ((rc = cv_db_meta_get_on(cv_db_writer(db), "active_kek", s->old_kek, sizeof s->old_kek)) !=
+        CV_OK)
         goto out;
     rc = CV_E_DB;
     if (sqlite3_prepare_v2(cv_db_writer(db), "SELECT purpose, kek_id, wrapped FROM root_keys", -1,
@@ -888,7 +866,8 @@ cv_status cv_keyring_retire(struct cv_keyring *kr, const char *kek_id,
     if ((rc = cv_db_begin(kr->db)) != CV_OK)
         return rc;
     in_tx = 1;
-    if ((rc = tx_meta_get(kr->db, "active_kek", active, sizeof active)) != CV_OK)
+    if ((rc = cv_db_meta_get_on(cv_db_writer(kr->db), "active_kek", active, sizeof active)) !=
+        CV_OK)
         goto out;
     if (strcmp(active, kek_id) == 0) {
         rc = CV_E_ARG;
