@@ -1,6 +1,7 @@
 /*
  * server/routes: the one static route table: method, path pattern, roles
- * allowed, body handling and handler. Handlers live one file per resource
+ * allowed, body handling and handler; and cv_request_actor, which every
+ * handler that writes uses. Handlers live one file per resource
  * (routes_<resource>.c).
  */
 #include "router.h"
@@ -50,3 +51,13 @@ const struct cv_route cv_routes[] = {
      NULL, NULL},
 };
 const size_t cv_routes_count = sizeof cv_routes / sizeof cv_routes[0];
+
+struct cv_case_actor cv_request_actor(const struct cv_request *req)
+{
+    struct cv_case_actor a = {.id = req->who.token_id[0] ? req->who.token_id : "console",
+                              .role = req->who.role == CV_ROLE_NONE ? "applicant"
+                                                                    : cv_role_str(req->who.role),
+                              .request_id = req->id,
+                              .client = req->client};
+    return a;
+}

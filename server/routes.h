@@ -4,7 +4,16 @@
 #ifndef CASEVAULT_SERVER_ROUTES_H
 #define CASEVAULT_SERVER_ROUTES_H
 
+#include "casevault/case.h"
 #include "http.h"
+
+/*
+ * cv_request_actor - who acts in req, as case records and audit entries name
+ * them: the token id ("console" when the request carries none) and its role
+ * ("applicant" when unauthenticated, as when a case is opened). The strings
+ * are borrowed from req (or static) and live as long as req.
+ */
+struct cv_case_actor cv_request_actor(const struct cv_request *req);
 
 /* routes_health.c: liveness, readiness, Prometheus metrics (no auth). */
 void cv_route_healthz(struct cv_request *req);

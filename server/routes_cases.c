@@ -16,16 +16,6 @@
 #include "casevault/db.h"
 #include "routes.h"
 
-static struct cv_case_actor actor_of(struct cv_request *req)
-{
-    struct cv_case_actor a = {.id = req->who.token_id[0] ? req->who.token_id : "console",
-                              .role = req->who.role == CV_ROLE_NONE ? "applicant"
-                                                                    : cv_role_str(req->who.role),
-                              .request_id = req->id,
-                              .client = req->client};
-    return a;
-}
-
 static json_t *kinds_array(const char *applicant_type)
 {
     unsigned n = 0;
@@ -97,7 +87,7 @@ void cv_route_cases_create(struct cv_request *req)
         .max_failed = cfg->max_failed_attempts,
         .failure_window_ms = (int64_t)cfg->failed_attempts_window_s * 1000,
     };
-    struct cv_case_actor actor = actor_of(req);
+    struct cv_case_actor actor = cv_request_actor(req);
     if ((st = cv_db_begin(dd->db)) != CV_OK) {
         cv_reply_problem(req, st, NULL, NULL);
         goto out;
@@ -255,7 +245,7 @@ void cv_route_cases_get(struct cv_request *req)
     }
     /* Staff: identity fields are decrypted and the read is audited in the
      * same transaction. */
-    struct cv_case_actor actor = actor_of(req);
+    struct cv_case_actor actor = cv_request_actor(req);
     if ((idn = sodium_malloc(sizeof *idn)) == NULL) {
         cv_reply_problem(req, CV_E_NOMEM, NULL, NULL);
         return;
@@ -363,7 +353,7 @@ void cv_route_cases_submit(struct cv_request *req)
     char missing[CV_KIND_LIST_MAX] = "";
     if (!case_id_ok(req, &id))
         return;
-    struct cv_case_actor actor = actor_of(req);
+    struct cv_case_actor actor = cv_request_actor(req);
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
         st = cv_case_submit(dd->db, id, &actor, missing);
@@ -468,7 +458,7 @@ void cv_route_cases_decide(struct cv_request *req)
         reply_field(req, "kinds", "is only for decision resubmit");
         goto out;
     }
-    struct cv_case_actor actor = actor_of(req);
+    struct cv_case_actor actor = cv_request_actor(req);
     if ((st = cv_db_begin(dd->db)) == CV_OK) {
         int64_t reopen = cv_now_ms() + (int64_t)req->srv->cfg.case_token_ttl_s * 1000;
         st = cv_case_decide(dd->db, dd->kr, id, decision, reason, kinds, req->srv->cfg.four_eyes,
@@ -505,7 +495,7 @@ void cv_route_cases_close(struct cv_request *req)
     const char *id;
     if (!case_id_ok(req, &id))
         return;
-    struct cv_case_actor actor = actor_of(req);
+    struct cv_case_actor actor = cv_request_actor(req);
     cv_status st = cv_db_begin(dd->db);
     if (st == CV_OK) {
         st = cv_case_close(dd->db, id, &actor);

@@ -248,15 +248,6 @@ static void disposition_name(struct upload *up, const char *v)
 
 /* ---- request checks shared by both upload routes ---- */
 
-static struct cv_case_actor actor_of(struct cv_request *req)
-{
-    struct cv_case_actor a = {.id = req->who.token_id,
-                              .role = cv_role_str(req->who.role),
-                              .request_id = req->id,
-                              .client = req->client};
-    return a;
-}
-
 static int kind_required(const struct cv_case_info *c, const char *kind)
 {
     unsigned n = 0;
@@ -665,7 +656,7 @@ static void upload_finish(struct cv_request *req)
                             (json_int_t)img.height);
     if (sup[0])
         json_object_set_new(det, "superseded_id", json_string(sup));
-    struct cv_case_actor a = actor_of(req);
+    struct cv_case_actor a = cv_request_actor(req);
     struct cv_audit_event ev = {.action = "document.upload",
                                 .actor_id = a.id,
                                 .actor_role = a.role,

@@ -61,10 +61,7 @@ void cv_route_cases_archive(struct cv_request *req)
             return;
         }
     }
-    struct cv_case_actor actor = {.id = req->who.token_id[0] ? req->who.token_id : "console",
-                                  .role = cv_role_str(req->who.role),
-                                  .request_id = req->id,
-                                  .client = req->client};
+    struct cv_case_actor actor = cv_request_actor(req);
     p.actor = &actor;
     struct cv_export *x = NULL;
     cv_status st = cv_export_prepare(dd, &p, &x);
