@@ -523,6 +523,27 @@ def test_a_tampered_blob_cuts_the_stream(case, tmp_path, big):
     assert rc == 1 and "FAIL archive:" in out, out
 
 
+def test_a_client_that_leaves_mid_blob_stops_the_export(case, tmp_path):
+    """A client that reads 1 KiB of an archive and hangs up while a 6 MiB
+    document is still being decrypted (more than the 1 MiB response pipe and
+    the 1 MiB decrypt ring hold): the producer's write fails, the decrypt
+    helper is stopped and joined, and the server goes on serving the same
+    archive (the sanitizers check the unwinding when the server stops)."""
+    f = tmp_path / "big.bin"
+    f.write_bytes(os.urandom(6 << 20))
+    add_doc(case.s, case.id, f, f, "big.jpg")
+    full, n = fetch(case, format="tar")
+    assert len(full) > 12 << 20
+    for _ in range(3):
+        r = case.s.request("GET", f"/v1/cases/{case.id}/archive?format=tar&as_of={n}",
+                           case.env.auditor, stream=True)
+        assert r.status_code == 200
+        assert len(next(r.iter_content(1024))) > 0
+        r.close()
+    assert fetch(case, format="tar", as_of=n)[0] == full
+    assert case.s.get("/healthz").status_code == 200
+
+
 # ---- memory ----
 
 def peak_rss_kb(args):
