@@ -3,8 +3,11 @@
  * not used because its messages cannot name the subcommand and it permutes
  * argv; this parser is 60 lines and strict.
  */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -115,4 +118,15 @@ cv_status cli_audit_commit(struct cv_datadir *dd, cv_status st, const char *acti
         return cv_db_commit(dd->db);
     cv_db_rollback(dd->db);
     return st;
+}
+
+int cli_stdout_stream(const char *cmd)
+{
+    if (isatty(STDOUT_FILENO)) {
+        cli_usage(cmd, "--out - would write a binary stream to a terminal");
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    (void)fcntl(STDOUT_FILENO, F_SETPIPE_SZ, 1 << 20);
+    return STDOUT_FILENO;
 }

@@ -51,6 +51,16 @@ struct json_t;
 int cli_open_datadir(const char *cmd, const char *data, struct cv_datadir **dd);
 
 /*
+ * cli_stdout_stream - prepare stdout for a command that streams an archive
+ * to `--out -`: refuses a terminal (message naming cmd, returns -1), makes
+ * a reader that leaves an error the command reports instead of a silent
+ * SIGPIPE death (SIGPIPE ignored: the write fails with EPIPE), and widens a
+ * pipe to 1 MiB (a quarter of the wake-ups of 64 KiB; ignored where stdout
+ * is not a pipe or the size is refused). Returns STDOUT_FILENO.
+ */
+int cli_stdout_stream(const char *cmd);
+
+/*
  * cli_audit_commit - end the write transaction a subcommand opened with
  * cv_db_begin on dd: when st is CV_OK, append the audit entry `action` by
  * the operator (actor "cli", role "operator", client "cli") about case_id

@@ -64,9 +64,9 @@ int cv_cmd_backup(int argc, char **argv)
     if (since && !cv_ulid_valid(since))
         return cli_usage("backup", "--since must be a backup id (26-character ULID)");
     int to_stdout = strcmp(out, "-") == 0;
-    if (to_stdout && isatty(1))
-        return cli_usage("backup", "--out - would write a binary stream to a terminal");
-    signal(SIGPIPE, SIG_IGN);
+    if (to_stdout && cli_stdout_stream("backup") < 0)
+        return CV_EXIT_USAGE;
+    signal(SIGPIPE, SIG_IGN); /* --out naming a FIFO whose reader leaves: an error too */
     cv_status st = cv_datadir_open(data, 1, &dd);
     if (st == CV_E_NOT_INITIALIZED) {
         fprintf(stderr, "casevault backup: %s is not an initialized data directory\n", data);

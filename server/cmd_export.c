@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,9 @@ int cv_cmd_export(int argc, char **argv)
     struct cv_datadir *dd = NULL;
     struct cv_export *x = NULL;
     int fd = -1, to_stdout = strcmp(out_path, "-") == 0;
+    if (to_stdout && cli_stdout_stream("export") < 0)
+        return CV_EXIT_USAGE;
+    signal(SIGPIPE, SIG_IGN); /* --out naming a FIFO whose reader leaves: an error too */
     cv_status st = cv_datadir_open(data, 1, &dd);
     if (st == CV_E_NOT_INITIALIZED) {
         fprintf(stderr, "casevault export: %s is not an initialized data directory\n", data);
@@ -82,12 +86,9 @@ int cv_cmd_export(int argc, char **argv)
         cli_fail("export", st == CV_E_NOT_FOUND ? "no such case" : "cannot prepare the export", st);
         goto out;
     }
-    if (to_stdout) {
+    if (to_stdout)
         fd = STDOUT_FILENO;
-        /* a 1 MiB pipe buffer: a quarter of the wake-ups between us and the
-         * reader of a 64 KiB one (ignored where the fd is not a pipe) */
-        (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
-    } else if ((fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+    else if ((fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
         fprintf(stderr, "casevault export: cannot create %s: %s\n", out_path, strerror(errno));
         goto out;
     }

@@ -565,10 +565,6 @@ cv_status cv_backup_stream(struct cv_backup_job *job, int fd, cv_backup_progress
     if ((s.buf = malloc(SINK_BUF)) == NULL ||
         (json = backup_json(&job->info, job->dd->instance_id)) == NULL)
         goto out;
-    /* Into a pipe (HTTP producer, `--out -`): a 1 MiB pipe buffer instead
-     * of 64 KiB means far fewer sleeps and wake-ups per MB (best effort;
-     * not a pipe or over /proc/sys/fs/pipe-max-size: nothing changes). */
-    (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
     if ((rc = cv_archive_writer_new(CV_ARCHIVE_TAR, sink_fn, &s, &w)) != CV_OK)
         goto out;
     if ((rc = add_buffer(w, &m, "backup.json", json, strlen(json), job->mtime)) != CV_OK)

@@ -544,6 +544,44 @@ def test_a_client_that_leaves_mid_blob_stops_the_export(case, tmp_path):
     assert case.s.get("/healthz").status_code == 200
 
 
+def audit_size(case):
+    db = sqlite3.connect(f"file:{os.path.join(case.s.data, 'casevault.db')}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM audit_entries").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_cli_reader_that_leaves_and_a_terminal(case, tmp_path):
+    """`export --out -`: a reader that leaves after 1 KiB while a 6 MiB
+    document is being decrypted is an error the command reports (exit 1,
+    not a silent SIGPIPE death), and a terminal as stdout is refused before
+    anything is read or audited (exit 2); `backup --out -` refuses one too."""
+    import pty
+    f = tmp_path / "big.bin"
+    f.write_bytes(os.urandom(6 << 20))
+    add_doc(case.s, case.id, f, f, "big.jpg")
+    p = subprocess.Popen([BIN, "export", "--data", case.s.data, "--case", case.id, "--format",
+                          "tar", "--out", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert len(p.stdout.read(1024)) == 1024
+    p.stdout.close()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1, err
+    assert b"the export stream was cut" in err, err
+    before = audit_size(case)
+    for cmd in (["export", "--case", case.id, "--format", "tar"], ["backup"]):
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.run([BIN, cmd[0], "--data", case.s.data, *cmd[1:], "--out", "-"],
+                               stdout=slave, stderr=subprocess.PIPE, timeout=60)
+        finally:
+            os.close(slave)
+            os.close(master)
+        assert p.returncode == 2, p.stderr
+        assert b"would write a binary stream to a terminal" in p.stderr
+    assert audit_size(case) == before
+
+
 # ---- memory ----
 
 def peak_rss_kb(args):
