@@ -298,6 +298,11 @@ cv_status cv_audit_size(struct cv_db *db, uint64_t *size)
     return rc;
 }
 
+cv_status cv_audit_size_in_txn(struct cv_db *db, uint64_t *size)
+{
+    return tree_size_on(cv_db_writer(db), size);
+}
+
 cv_status cv_audit_root(struct cv_db *db, uint64_t size, uint8_t root[32])
 {
     struct snap s;

@@ -220,22 +220,6 @@ out:
 
 /* ---- prepare ---- */
 
-static cv_status tree_size_writer(struct cv_db *db, uint64_t *size)
-{
-    sqlite3_stmt *st = NULL;
-    cv_status rc = CV_E_DB;
-    if (sqlite3_prepare_v2(cv_db_writer(db), "SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    if (sqlite3_step(st) != SQLITE_ROW)
-        goto out;
-    *size = (uint64_t)sqlite3_column_int64(st, 0);
-    rc = CV_OK;
-out:
-    sqlite3_finalize(st);
-    return rc;
-}
-
 static cv_status case_entries_before(sqlite3 *c, const char *case_id, uint64_t n, int64_t *count)
 {
     sqlite3_stmt *st = NULL;
@@ -284,7 +268,7 @@ cv_status cv_export_prepare(struct cv_datadir *dd, const struct cv_export_params
     if ((rc = cv_case_get(dd->db, 1, x->case_id, &x->info)) != CV_OK)
         goto out;
     uint64_t size = 0;
-    if ((rc = tree_size_writer(dd->db, &size)) != CV_OK)
+    if ((rc = cv_audit_size_in_txn(dd->db, &size)) != CV_OK)
         goto out;
     x->as_of = p->as_of ? p->as_of : size;
     if (x->as_of == 0 || x->as_of > size) {

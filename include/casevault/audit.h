@@ -68,6 +68,12 @@ cv_status cv_audit_append(struct cv_db *db, const struct cv_audit_event *ev, uin
 cv_status cv_audit_size(struct cv_db *db, uint64_t *size);
 
 /*
+ * cv_audit_size_in_txn - the tree size as the caller's write transaction
+ * (cv_db_begin) sees it, entries it appended included. Errors: CV_E_DB.
+ */
+cv_status cv_audit_size_in_txn(struct cv_db *db, uint64_t *size);
+
+/*
  * cv_audit_leaf_hash - RFC 6962 leaf hash SHA-256(0x00 || data[len]).
  */
 void cv_audit_leaf_hash(const void *data, size_t len, uint8_t out[32]);

@@ -141,6 +141,12 @@ static void test_rollback_leaves_no_entry(void **state)
     assert_int_equal(cv_db_begin(f->dd->db), CV_OK);
     assert_int_equal(cv_audit_append(f->dd->db, &ev, &seq), CV_OK);
     assert_int_equal(seq, before);
+    /* the transaction sees its own entry; readers do not, yet */
+    uint64_t in_txn = 0, outside = 0;
+    assert_int_equal(cv_audit_size_in_txn(f->dd->db, &in_txn), CV_OK);
+    assert_int_equal(in_txn, before + 1);
+    assert_int_equal(cv_audit_size(f->dd->db, &outside), CV_OK);
+    assert_int_equal(outside, before);
     cv_db_rollback(f->dd->db);
     assert_int_equal(cv_audit_size(f->dd->db, &after), CV_OK);
     assert_int_equal(after, before);
